@@ -1,0 +1,1 @@
+"""robot_rl benchmarks (``robot-rl-bench <name> ...``): simulation speed and more."""

@@ -1,0 +1,5 @@
+"""Training algorithms (registry ``ALGOS``; name = module file = ``configs/algo/<name>.yaml``)."""
+
+from robot_rl.core.registry import Registry
+
+ALGOS: Registry[type] = Registry("algorithm", known={"bc": "robot_rl.algos.bc"})

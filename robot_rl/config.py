@@ -1,0 +1,165 @@
+"""Typed run configuration: the dataclasses hydra composes (schemas in the ConfigStore) and that
+library code receives after ``OmegaConf.to_object`` at the CLI boundary.
+
+Each group option has its own dataclass: tasks share :class:`TaskConfig`; policies, algorithms and
+reward models define theirs next to their code (``PolicyConfig``/``AlgoConfig``/``RewardConfig``
+subclasses). Validation happens in ``__post_init__`` and raises :class:`ConfigError` with one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from robot_rl.core.errors import ConfigError
+from robot_rl.envs import ENV_IDS, ROBOSUITE_TASKS
+
+OBS_MODES = ("state", "pixels", "state+pixels")
+REWARD_TYPES = ("sparse", "dense")
+CONTROLS = ("ee_delta", "joint_pos")
+RANDOMIZATION_PROFILES = ("none", "default", "heavy")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_choice(field_name: str, value: Any, allowed: tuple) -> None:
+    check(value in allowed, f"{field_name}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}")
+
+
+def check_positive(field_name: str, value: float, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    check(ok, f"{field_name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def known_env_ids() -> tuple[str, ...]:
+    return (*ENV_IDS.values(), *(f"robot_rl/robosuite-{t}-v0" for t in ROBOSUITE_TASKS))
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """An environment and the knobs of its ``gymnasium.make`` call (ARCHITECTURE §3.1)."""
+
+    name: str = "lift"
+    env_id: str = "robot_rl/Lift-v0"
+    obs_mode: str = "state"
+    reward_type: str = "sparse"
+    randomization: str = "none"
+    control: str = "ee_delta"
+    horizon: int = 100  # control steps per episode
+    control_hz: float = 20.0  # control rate of the task, Hz (recorded in bundles)
+
+    def __post_init__(self) -> None:
+        check_choice("task.env_id", self.env_id, known_env_ids())
+        check_choice("task.obs_mode", self.obs_mode, OBS_MODES)
+        check_choice("task.reward_type", self.reward_type, REWARD_TYPES)
+        check_choice("task.randomization", self.randomization, RANDOMIZATION_PROFILES)
+        check_choice("task.control", self.control, CONTROLS)
+        check_positive("task.horizon", self.horizon)
+        check_positive("task.control_hz", self.control_hz)
+
+    def make_kwargs(self) -> dict[str, Any]:
+        return {
+            "obs_mode": self.obs_mode,
+            "reward_type": self.reward_type,
+            "randomization": self.randomization,
+            "control": self.control,
+            "horizon": self.horizon,
+        }
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Scripted-expert demonstrations collected at the start of a run."""
+
+    n_episodes: int = 50
+    expert_noise: float = 0.0  # std of Gaussian noise on the normalized expert action
+    hesitation: float = 0.0  # per-step probability that the expert pauses
+    keep_failures: bool = False
+    seed_offset: int = 10_000  # demo episodes use seeds seed_offset + i (disjoint from eval seeds)
+
+    def __post_init__(self) -> None:
+        check_positive("demos.n_episodes", self.n_episodes)
+        check_positive("demos.expert_noise", self.expert_noise, allow_zero=True)
+        check(0.0 <= self.hesitation < 1.0, f"demos.hesitation must be in [0, 1), got {self.hesitation}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n_episodes: int = 50
+    seed_offset: int = 0  # evaluation episodes use seeds seed_offset + i: the same list for every policy
+    video_episodes: int = 1
+
+    def __post_init__(self) -> None:
+        check_positive("eval.n_episodes", self.n_episodes)
+        check_positive("eval.video_episodes", self.video_episodes, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Budgets of the training loop (in gradient updates for the offline phase)."""
+
+    offline_steps: int = 2000
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        check_positive("train.offline_steps", self.offline_steps, allow_zero=True)
+        check_positive("train.log_every", self.log_every)
+        check_positive("train.checkpoint_every", self.checkpoint_every)
+        check_positive("train.keep_checkpoints", self.keep_checkpoints)
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """Where metrics go: always ``metrics.jsonl``; wandb per ``wandb_mode``."""
+
+    name: str = "wandb"
+    wandb_mode: str = "auto"  # auto | online | offline | disabled
+    project: str = "robot_rl"
+    progress: bool = True  # progress bars with ETA
+
+    def __post_init__(self) -> None:
+        check_choice("logger.wandb_mode", self.wandb_mode, ("auto", "online", "offline", "disabled"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole run: task × policy × algo × reward × logger, plus loop budgets."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    policy: Any = None  # a PolicyConfig subclass chosen by ``policy=<name>``
+    algo: Any = None  # an AlgoConfig subclass chosen by ``algo=<name>``
+    reward: Any = None  # a RewardConfig subclass chosen by ``reward=<name>``
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    demos: DemoConfig = field(default_factory=DemoConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    seed: int = 0
+    device: str = "auto"  # auto picks CUDA when available
+    resume: bool = False
+    run_dir: str = "."  # set by the CLI to hydra's output directory
+    experiment: str = "default"
+
+    def __post_init__(self) -> None:
+        from robot_rl.algos import ALGOS
+        from robot_rl.policies import POLICIES
+        from robot_rl.rewards import REWARDS
+
+        check_choice("device", self.device, DEVICES)
+        for group, registry, value in (
+            ("policy", POLICIES, self.policy),
+            ("algo", ALGOS, self.algo),
+            ("reward", REWARDS, self.reward),
+        ):
+            check(value is not None, f"{group} is not set; choose one of: {', '.join(registry.names())}")
+            check_choice(f"{group}.name", value.name, tuple(registry.names()))
+        chunk = getattr(self.policy, "chunk_size", 1)
+        check(
+            chunk <= self.task.horizon,
+            f"policy.chunk_size={chunk} is longer than the task horizon task.horizon={self.task.horizon}",
+        )

@@ -1,0 +1,44 @@
+"""Small network building blocks shared by policies and algorithms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
+    """``Linear -> [LayerNorm] -> ReLU`` per hidden width, then a linear output layer."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h))
+        layers.append(nn.ReLU())
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class StateNormalizer(nn.Module):
+    """``(x - mean) / max(std, floor)`` with statistics stored as buffers (saved in bundles).
+
+    The floor keeps near-constant state dimensions (e.g. a fixed goal) from blowing up.
+    """
+
+    def __init__(self, dim: int, std_floor: float = 1e-2):
+        super().__init__()
+        self.std_floor = std_floor
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, states: torch.Tensor) -> None:
+        """Set the statistics from ``states [N, dim]``."""
+        self.mean.copy_(states.mean(0))
+        self.std.copy_(states.std(0).clamp_min(self.std_floor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

@@ -1,0 +1,106 @@
+"""``bc_chunk``: behaviour cloning of action chunks with an MLP (ACT/Diffusion-Policy-style chunking).
+
+The network maps ``To`` normalized states to ``Ta`` actions in ``[-1, 1]`` (tanh output). At run
+time ``act`` predicts a chunk, executes its first ``execution_horizon`` actions from a queue, then
+re-plans. ``reset`` clears the queue and the observation history (call it at every episode start;
+RL wrappers do this per environment).
+
+Shapes: ``B`` batch, ``To`` observation history, ``Ta`` chunk, ``Ds`` state dim, ``Da`` action dim.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.config import check
+from robot_rl.core.networks import StateNormalizer, mlp
+from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
+from robot_rl.policies import POLICIES
+from robot_rl.policies.base import PolicyConfig
+
+
+@dataclass(frozen=True)
+class BCChunkConfig(PolicyConfig):
+    name: str = "bc_chunk"
+    obs_horizon: int = 1
+    chunk_size: int = 8
+    execution_horizon: int = 4
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(len(self.hidden_dims) > 0 and all(h > 0 for h in self.hidden_dims),
+              f"policy.hidden_dims must be positive widths, got {self.hidden_dims}")
+
+
+# --- math ---
+
+
+def masked_chunk_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the valid steps of each chunk.
+
+    Args:
+        pred, target: ``[B, Ta, Da]``.
+        mask: ``[B, Ta]``, 1 for real actions, 0 for padding past the episode end.
+    """
+    per_step = ((pred - target) ** 2).mean(-1)
+    return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+# --- policy ---
+
+
+@POLICIES.register("bc_chunk", BCChunkConfig)
+class BCChunkPolicy(nn.Module):
+    def __init__(self, cfg: BCChunkConfig, obs_spec: ObsSpec, action_spec: ActionSpec):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_spec = obs_spec
+        self.action_spec = action_spec
+        self.normalizer = StateNormalizer(obs_spec.state_dim)
+        self.net = mlp(cfg.obs_horizon * obs_spec.state_dim, cfg.hidden_dims, cfg.chunk_size * action_spec.dim)
+        self._history: deque[np.ndarray] = deque(maxlen=cfg.obs_horizon)
+        self._queue: deque[np.ndarray] = deque()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def fit_normalizer(self, states: np.ndarray) -> None:
+        self.normalizer.fit(torch.as_tensor(states, dtype=torch.float32, device=self.device))
+
+    def predict_chunk(self, obs_state: torch.Tensor) -> torch.Tensor:
+        """``obs_state [B, To, Ds]`` -> action chunk ``[B, Ta, Da]`` in ``[-1, 1]``."""
+        x = self.normalizer(obs_state).flatten(1)
+        return torch.tanh(self.net(x)).view(-1, self.cfg.chunk_size, self.action_spec.dim)
+
+    def reset(self) -> None:
+        self._history.clear()
+        self._queue.clear()
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = np.asarray(obs[STATE_KEY], dtype=np.float32)
+        if not self._history:  # pad the history with the first observation of the episode
+            self._history.extend([state] * self.cfg.obs_horizon)
+        else:
+            self._history.append(state)
+        if not self._queue:
+            hist = torch.as_tensor(np.stack(self._history), device=self.device)[None]
+            chunk = self.predict_chunk(hist)[0].cpu().numpy()
+            self._queue.extend(chunk[: self.cfg.execution_horizon])
+        return self._queue.popleft()
+
+    @torch.no_grad()
+    def sample(self, obs_batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+        """Deterministic policy: the same chunk ``n`` times, ``[B, n, Ta, Da]``."""
+        chunk = self.predict_chunk(obs_batch["obs_state"])
+        return chunk[:, None].expand(-1, n, -1, -1)
+
+    def bc_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return masked_chunk_mse(self.predict_chunk(batch["obs_state"]), batch["action"], batch["action_mask"])

@@ -1,0 +1,71 @@
+"""The run report: a markdown summary, a learning-curve PNG, and links to the rollout video and bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from robot_rl.core.logging import read_metrics
+from robot_rl.evaluation import EvalResult
+
+
+def plot_learning_curves(metrics_path: Path, out_path: Path) -> bool:
+    """Plot every ``loss/*`` and ``eval/success_rate`` series against step; False if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if (key.startswith("loss/") or key == "eval/success_rate") and isinstance(value, (int, float)):
+                xs, ys = series.setdefault(key, ([], []))
+                xs.append(row["step"])
+                ys.append(value)
+    if not series:
+        return False
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3), squeeze=False)
+    for ax, (key, (xs, ys)) in zip(axes[0], sorted(series.items())):
+        ax.plot(xs, ys, marker="." if len(xs) < 20 else None)
+        ax.set_title(key)
+        ax.set_xlabel("update")
+        if key.startswith("loss/"):
+            ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(run_dir: Path, cfg: Any, results: dict[str, EvalResult]) -> Path:
+    curve = run_dir / "learning_curve.png"
+    has_curve = plot_learning_curves(run_dir / "metrics.jsonl", curve)
+    lines = [
+        f"# robot_rl run report — {cfg.task.env_id}",
+        "",
+        f"policy `{cfg.policy.name}`, algorithm `{cfg.algo.name}`, seed {cfg.seed}, "
+        f"{cfg.demos.n_episodes} scripted demos (expert noise {cfg.demos.expert_noise}).",
+        "",
+        f"Evaluation on the fixed seeds {cfg.eval.seed_offset}..{cfg.eval.seed_offset + cfg.eval.n_episodes - 1}:",
+        "",
+        "| policy | success | 95 % CI | mean return | mean length |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lo, hi = r.success_ci95
+        lines.append(
+            f"| {name} | {r.success_rate:.0%} | {lo:.0%}–{hi:.0%} | {r.mean_return:.2f} | {r.mean_length:.1f} |"
+        )
+    files = ["`bundle/` (policy bundle)", "`metrics.jsonl`", "`eval.json`"]
+    if has_curve:
+        files.append("`learning_curve.png`")
+    if (run_dir / "rollout.mp4").is_file():
+        files.append("`rollout.mp4` (evaluation rollout)")
+    lines += ["", "Files: " + ", ".join(files)]
+    if has_curve:
+        lines += ["", "![learning curve](learning_curve.png)"]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
