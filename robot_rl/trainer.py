@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from robot_rl.algos import ALGOS
-from robot_rl.config import TrainConfig
+from robot_rl.config import DemoConfig, TaskConfig, TrainConfig
 from robot_rl.core.checkpoint import CheckpointManager
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.logging import MetricLogger
@@ -44,10 +45,53 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def make_task_env(task: TaskConfig, render: bool = False) -> gym.Env:
+    return gym.make(task.env_id, render_mode="rgb_array" if render else None, **task.make_kwargs())
+
+
 def make_env(cfg: TrainConfig, render: bool = False) -> gym.Env:
-    env = gym.make(cfg.task.env_id, render_mode="rgb_array" if render else None, **cfg.task.make_kwargs())
+    """The task's environment with the run's reward model applied."""
     reward_model = REWARDS.build(cfg.reward.name, cfg.reward)
-    return reward_model.wrap(env)
+    return reward_model.wrap(make_task_env(cfg.task, render))
+
+
+def collect_episodes(
+    task: TaskConfig,
+    demos: DemoConfig,
+    progress: bool = False,
+    on_episode: Callable[[int, Episode], None] | None = None,
+    env: gym.Env | None = None,
+) -> dict[str, int]:
+    """Roll the scripted expert on seeds ``demos.seed_offset + i``; hand each kept episode to
+    ``on_episode(index, episode)`` (failures are dropped unless ``demos.keep_failures``)."""
+    from tqdm.auto import tqdm
+
+    own_env = env is None
+    env = make_task_env(task) if env is None else env
+    attempted = successes = kept = 0
+    try:
+        for i in tqdm(range(demos.n_episodes), desc="demos", disable=not progress, leave=False):
+            obs, info = env.reset(seed=demos.seed_offset + i)
+            states, actions, rewards, success, done = [], [], [], False, False
+            while not done:
+                action = expert_action(env, noise=demos.expert_noise, hesitation=demos.hesitation)
+                states.append(obs[STATE_KEY])
+                actions.append(action)
+                obs, reward, terminated, truncated, info = env.step(action)
+                rewards.append(reward)
+                success = success or bool(info["is_success"])
+                done = terminated or truncated
+            attempted += 1
+            successes += int(success)
+            if success or demos.keep_failures:
+                episode = Episode(np.array(states), np.array(actions), np.array(rewards), success, info.get("task", ""))
+                if on_episode is not None:
+                    on_episode(kept, episode)
+                kept += 1
+    finally:
+        if own_env:
+            env.close()
+    return {"attempted": attempted, "successes": successes, "kept": kept}
 
 
 def config_to_json(cfg: Any) -> dict[str, Any]:
@@ -111,28 +155,12 @@ class Trainer:
     # --- data ---
 
     def collect_demos(self) -> list[Episode]:
-        """Scripted-expert episodes on seeds ``demos.seed_offset + i`` (failures dropped unless kept)."""
-        from tqdm.auto import tqdm
-
-        d = self.cfg.demos
+        """Scripted-expert episodes on seeds ``demos.seed_offset + i`` (see :func:`collect_episodes`)."""
+        episodes: list[Episode] = []
         env = make_env(self.cfg)
-        episodes = []
         try:
-            for i in tqdm(range(d.n_episodes), desc="demos", disable=not self.cfg.logger.progress, leave=False):
-                obs, info = env.reset(seed=d.seed_offset + i)
-                states, actions, rewards, success, done = [], [], [], False, False
-                while not done:
-                    action = expert_action(env, noise=d.expert_noise, hesitation=d.hesitation)
-                    states.append(obs[STATE_KEY])
-                    actions.append(action)
-                    obs, reward, terminated, truncated, info = env.step(action)
-                    rewards.append(reward)
-                    success = success or bool(info["is_success"])
-                    done = terminated or truncated
-                if success or d.keep_failures:
-                    episodes.append(
-                        Episode(np.array(states), np.array(actions), np.array(rewards), success, info.get("task", ""))
-                    )
+            collect_episodes(self.cfg.task, self.cfg.demos, self.cfg.logger.progress,
+                             on_episode=lambda _, ep: episodes.append(ep), env=env)
         finally:
             env.close()
         return episodes

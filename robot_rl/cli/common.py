@@ -109,7 +109,9 @@ def to_dataclass(cfg: Any) -> Any:
         raise UserError(str(cause).splitlines()[0]) from err
 
 
-def hydra_entry(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[], None]]:
+def hydra_entry(
+    config_name: str, register: Callable[[], None] | None = None
+) -> Callable[[Callable[[Any], Any]], Callable[[], None]]:
     """Decorator turning ``fn(cfg: DictConfig)`` into a console-script ``main()`` with clean errors."""
 
     def decorator(fn: Callable[[Any], Any]) -> Callable[[], None]:
@@ -118,6 +120,8 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[
             import hydra
 
             register_schemas()
+            if register is not None:
+                register()
             try:
                 check_overrides(sys.argv[1:])
             except UserError as err:

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny run configs on the MuJoCo-free PointReach task."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def make_train_config(run_dir, **overrides):
+    """A small TrainConfig on PointReach built through hydra's compose API (as the CLI does)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from robot_rl.cli.common import config_dir, register_schemas, to_dataclass
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    args = {
+        "task": "point_reach",
+        "logger": "local",
+        "logger.progress": "false",
+        "demos.n_episodes": "8",
+        "train.offline_steps": "60",
+        "train.log_every": "10",
+        "train.checkpoint_every": "30",
+        "eval.n_episodes": "4",
+        "eval.video_episodes": "0",
+        "algo.batch_size": "32",
+        "device": "cpu",
+        "run_dir": str(run_dir),
+    }
+    args.update({k: str(v) for k, v in overrides.items()})
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose("train", overrides=[f"{k}={v}" for k, v in args.items()])
+    return to_dataclass(cfg)
+
+
+@pytest.fixture
+def train_config(tmp_path):
+    return lambda **overrides: make_train_config(tmp_path / "run", **overrides)
