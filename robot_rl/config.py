@@ -27,7 +27,10 @@ def check(condition: bool, message: str) -> None:
 
 
 def check_choice(field_name: str, value: Any, allowed: tuple) -> None:
-    check(value in allowed, f"{field_name}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}")
+    check(
+        value in allowed,
+        f"{field_name}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}",
+    )
 
 
 def check_positive(field_name: str, value: float, allow_zero: bool = False) -> None:

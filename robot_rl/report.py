@@ -48,7 +48,8 @@ def write_report(run_dir: Path, cfg: Any, results: dict[str, EvalResult]) -> Pat
         f"policy `{cfg.policy.name}`, algorithm `{cfg.algo.name}`, seed {cfg.seed}, "
         f"{cfg.demos.n_episodes} scripted demos (expert noise {cfg.demos.expert_noise}).",
         "",
-        f"Evaluation on the fixed seeds {cfg.eval.seed_offset}..{cfg.eval.seed_offset + cfg.eval.n_episodes - 1}:",
+        f"Evaluation on the fixed seeds {cfg.eval.seed_offset}.."
+        f"{cfg.eval.seed_offset + cfg.eval.n_episodes - 1}:",
         "",
         "| policy | success | 95 % CI | mean return | mean length |",
         "|---|---|---|---|---|",
@@ -56,7 +57,8 @@ def write_report(run_dir: Path, cfg: Any, results: dict[str, EvalResult]) -> Pat
     for name, r in results.items():
         lo, hi = r.success_ci95
         lines.append(
-            f"| {name} | {r.success_rate:.0%} | {lo:.0%}–{hi:.0%} | {r.mean_return:.2f} | {r.mean_length:.1f} |"
+            f"| {name} | {r.success_rate:.0%} | {lo:.0%}–{hi:.0%} | {r.mean_return:.2f} "
+            f"| {r.mean_length:.1f} |"
         )
     files = ["`bundle/` (policy bundle)", "`metrics.jsonl`", "`eval.json`"]
     if has_curve:

@@ -84,7 +84,9 @@ def collect_episodes(
             attempted += 1
             successes += int(success)
             if success or demos.keep_failures:
-                episode = Episode(np.array(states), np.array(actions), np.array(rewards), success, info.get("task", ""))
+                episode = Episode(
+                    np.array(states), np.array(actions), np.array(rewards), success, info.get("task", "")
+                )
                 if on_episode is not None:
                     on_episode(kept, episode)
                 kept += 1
@@ -139,12 +141,17 @@ class Trainer:
         try:
             obs_space = probe.observation_space
             if STATE_KEY not in obs_space.spaces:  # type: ignore[attr-defined]
-                raise ConfigError(f"policy {cfg.policy.name!r} needs a 'state' observation; task.obs_mode={cfg.task.obs_mode!r}")
+                raise ConfigError(
+                    f"policy {cfg.policy.name!r} needs a 'state' observation; "
+                    f"task.obs_mode={cfg.task.obs_mode!r}"
+                )
             self.obs_spec = ObsSpec(int(obs_space[STATE_KEY].shape[0]))  # type: ignore[index]
             self.action_spec = ActionSpec.normalized(int(probe.action_space.shape[0]))  # type: ignore[index]
         finally:
             probe.close()
-        self.policy = POLICIES.build(cfg.policy.name, cfg.policy, self.obs_spec, self.action_spec).to(self.device)
+        self.policy = POLICIES.build(cfg.policy.name, cfg.policy, self.obs_spec, self.action_spec).to(
+            self.device
+        )
         self.algo = ALGOS.build(cfg.algo.name, cfg.algo, self.policy)
         self.step = 0
         self.dataset: ChunkDataset | None = None
@@ -159,8 +166,13 @@ class Trainer:
         episodes: list[Episode] = []
         env = make_env(self.cfg)
         try:
-            collect_episodes(self.cfg.task, self.cfg.demos, self.cfg.logger.progress,
-                             on_episode=lambda _, ep: episodes.append(ep), env=env)
+            collect_episodes(
+                self.cfg.task,
+                self.cfg.demos,
+                self.cfg.logger.progress,
+                on_episode=lambda _, ep: episodes.append(ep),
+                env=env,
+            )
         finally:
             env.close()
         return episodes
@@ -225,7 +237,9 @@ class Trainer:
                 )
             end = cfg.train.offline_steps if until_step is None else min(until_step, cfg.train.offline_steps)
             bar = tqdm(
-                total=cfg.train.offline_steps, initial=self.step, desc=f"{cfg.algo.name} updates",
+                total=cfg.train.offline_steps,
+                initial=self.step,
+                desc=f"{cfg.algo.name} updates",
                 disable=not cfg.logger.progress,
             )
             t0, start = time.perf_counter(), self.step
@@ -264,7 +278,10 @@ class Trainer:
         logger.log(result.metrics("eval/"), step=self.step)
         (self.run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))
         bundle = self.algo.export_bundle(
-            self.run_dir / "bundle", control_hz=cfg.task.control_hz, config_yaml=self.config_yaml, task=cfg.task.env_id
+            self.run_dir / "bundle",
+            control_hz=cfg.task.control_hz,
+            config_yaml=self.config_yaml,
+            task=cfg.task.env_id,
         )
         from robot_rl.report import write_report
 

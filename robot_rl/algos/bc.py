@@ -57,7 +57,11 @@ class BC:
         return {"loss/bc": loss.item(), "train/grad_norm": grad_norm.item()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # load_state_dict copies into the existing tensors: parameter identity is kept.

@@ -13,14 +13,16 @@ import sys
 def available() -> list[str]:
     import robot_rl.benchmarks
 
-    return sorted(m.name for m in pkgutil.iter_modules(robot_rl.benchmarks.__path__) if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(robot_rl.benchmarks.__path__) if not m.name.startswith("_")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     names = available()
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robot-rl-bench <benchmark> [options]   (robot-rl-bench <benchmark> --help for its options)")
+        print("usage: robot-rl-bench <benchmark> [options]  (robot-rl-bench <benchmark> --help: its options)")
         print("benchmarks: " + ", ".join(names))
         sys.exit(0 if argv else 2)
     name, rest = argv[0], argv[1:]

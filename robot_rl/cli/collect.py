@@ -45,8 +45,14 @@ def _run(cfg: Any) -> None:
     ccfg: CollectConfig = to_dataclass(cfg)
     out = Path(ccfg.out or Path(ccfg.run_dir) / "demos")
     out.mkdir(parents=True, exist_ok=True)
-    demos = replace(DemoConfig(), n_episodes=ccfg.n_episodes, expert_noise=ccfg.expert_noise,
-                    hesitation=ccfg.hesitation, keep_failures=ccfg.keep_failures, seed_offset=ccfg.seed_offset)
+    demos = replace(
+        DemoConfig(),
+        n_episodes=ccfg.n_episodes,
+        expert_noise=ccfg.expert_noise,
+        hesitation=ccfg.hesitation,
+        keep_failures=ccfg.keep_failures,
+        seed_offset=ccfg.seed_offset,
+    )
     n_saved = 0
 
     def save(index: int, episode: Any) -> None:
@@ -54,14 +60,25 @@ def _run(cfg: Any) -> None:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, states=episode.states, actions=episode.actions, rewards=episode.rewards,
-                 success=np.array(episode.success), task=np.array(episode.task))
+        np.savez(
+            buffer,
+            states=episode.states,
+            actions=episode.actions,
+            rewards=episode.rewards,
+            success=np.array(episode.success),
+            task=np.array(episode.task),
+        )
         write_atomic_bytes(out / f"episode_{index:06d}.npz", buffer.getvalue())
         n_saved += 1
 
     stats = collect_episodes(ccfg.task, demos, progress=True, on_episode=save)
-    meta = {"task": ccfg.task.env_id, "expert_noise": ccfg.expert_noise, "hesitation": ccfg.hesitation,
-            "episodes": n_saved, **stats}
+    meta = {
+        "task": ccfg.task.env_id,
+        "expert_noise": ccfg.expert_noise,
+        "hesitation": ccfg.hesitation,
+        "episodes": n_saved,
+        **stats,
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     print(f"{n_saved} episodes ({stats['successes']}/{stats['attempted']} successful) written to {out}")
 

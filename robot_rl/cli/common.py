@@ -88,7 +88,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from robot_rl.core.errors import BundleError, ConfigError, DataError
     from robot_rl.core.registry import UnknownNameError
 
-    return (UserError, ConfigError, BundleError, DataError, UnknownNameError, OmegaConfBaseException, FileNotFoundError)
+    return (
+        UserError,
+        ConfigError,
+        BundleError,
+        DataError,
+        UnknownNameError,
+        OmegaConfBaseException,
+        FileNotFoundError,
+    )
 
 
 def fail(message: str) -> None:

@@ -53,15 +53,26 @@ def _run(cfg: Any) -> None:
     found = probe.observation_space["state"].shape[0]  # type: ignore[index]
     probe.close()
     if expected != found:
-        raise UserError(f"bundle {ecfg.bundle} expects a state of size {expected}, task {ecfg.task.env_id} gives {found}")
+        raise UserError(
+            f"bundle {ecfg.bundle} expects a state of size {expected}, task {ecfg.task.env_id} gives {found}"
+        )
     seeds = [ecfg.seed_offset + i for i in range(ecfg.n_episodes)]
-    result = evaluate(policy, make_env, seeds, video_path=run_dir / "rollout.mp4",
-                      video_episodes=ecfg.video_episodes, progress=True)
-    (run_dir / "eval.json").write_text(json.dumps({"bundle": ecfg.bundle, "task": ecfg.task.env_id,
-                                                   **result.to_json()}, indent=2))
+    result = evaluate(
+        policy,
+        make_env,
+        seeds,
+        video_path=run_dir / "rollout.mp4",
+        video_episodes=ecfg.video_episodes,
+        progress=True,
+    )
+    (run_dir / "eval.json").write_text(
+        json.dumps({"bundle": ecfg.bundle, "task": ecfg.task.env_id, **result.to_json()}, indent=2)
+    )
     lo, hi = result.success_ci95
-    print(f"success {result.success_rate:.0%} (95% CI {lo:.0%}-{hi:.0%}) over {result.n_episodes} episodes; "
-          f"mean return {result.mean_return:.2f}; results in {run_dir}")
+    print(
+        f"success {result.success_rate:.0%} (95% CI {lo:.0%}-{hi:.0%}) over {result.n_episodes} episodes; "
+        f"mean return {result.mean_return:.2f}; results in {run_dir}"
+    )
 
 
 def register() -> None:

@@ -109,10 +109,20 @@ def parse_launch_file(path: str | Path, overrides: dict[str, str] | None = None)
             if "exec" not in body:
                 raise LaunchError(f"{where}: node needs 'exec'")
             params = {str(p["name"]): _substitute(p["value"], args, where) for p in body.get("param", [])}
-            remaps = [(_substitute(r["from"], args, where), _substitute(r["to"], args, where))
-                      for r in body.get("remap", [])]
-            nodes.append(NodeSpec(body["exec"], body.get("name", ""), body.get("namespace", ""), params, remaps,
-                                  body.get("on_exit") == "shutdown"))
+            remaps = [
+                (_substitute(r["from"], args, where), _substitute(r["to"], args, where))
+                for r in body.get("remap", [])
+            ]
+            nodes.append(
+                NodeSpec(
+                    body["exec"],
+                    body.get("name", ""),
+                    body.get("namespace", ""),
+                    params,
+                    remaps,
+                    body.get("on_exit") == "shutdown",
+                )
+            )
         else:
             raise LaunchError(f"{where}: unsupported entry {kind!r} (supported: arg, node)")
     if overrides:
@@ -154,7 +164,10 @@ def run_nodes(nodes: list[NodeSpec], poll_s: float = 0.05) -> int:
             for node, p in zip(nodes, procs):
                 code = p.poll()
                 if code is not None and node.shutdown_on_exit:
-                    print(f"[robot-rl-launch] {node.name or node.exec} exited ({code}); stopping all", flush=True)
+                    print(
+                        f"[robot-rl-launch] {node.name or node.exec} exited ({code}); stopping all",
+                        flush=True,
+                    )
                     status = code or 0
                     stop_requested = True
             time.sleep(poll_s)

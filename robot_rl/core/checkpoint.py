@@ -8,8 +8,8 @@ Layout of a run's checkpoint folder::
       latest                     text file naming the newest complete checkpoint
 
 A checkpoint is first written to ``.tmp-step_.../`` and renamed into place only after every file
-is flushed; ``latest`` is replaced atomically afterwards. Loading takes the newest folder whose ``meta.json`` exists, so a crash between the rename and
-the pointer update loses nothing either.
+is flushed; ``latest`` is replaced atomically afterwards. Loading takes the newest folder whose
+``meta.json`` exists, so a crash between the rename and the pointer update loses nothing either.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class CheckpointManager:
         """Complete checkpoints, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [p for p in self.directory.iterdir() if p.name.startswith(_PREFIX) and (p / "meta.json").is_file()]
+        found = [
+            p for p in self.directory.iterdir() if p.name.startswith(_PREFIX) and (p / "meta.json").is_file()
+        ]
         return sorted(found, key=lambda p: p.name)
 
     def latest(self) -> Path | None:

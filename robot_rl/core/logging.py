@@ -57,7 +57,7 @@ class MetricLogger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
-        self._file = open(self.path, "a", buffering=1)  # line-buffered: a crash loses no full line
+        self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed in close())  # line-buffered: a crash loses no full line
         self._wandb_run = None
         self.run_id = run_id
         mode = globals()["wandb_mode"](wandb_mode)

@@ -33,4 +33,6 @@ def require(module: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         extra = EXTRA_FOR_MODULE.get(module.split(".")[0], "all")
-        raise ImportError(f"install robot-rl[{extra}] to use {feature} (could not import {module}: {err})") from err
+        raise ImportError(
+            f"install robot-rl[{extra}] to use {feature} (could not import {module}: {err})"
+        ) from err

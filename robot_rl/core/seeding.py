@@ -32,7 +32,9 @@ def capture_rng_state(generators: dict[str, np.random.Generator] | None = None) 
     return state
 
 
-def restore_rng_state(state: dict[str, Any], generators: dict[str, np.random.Generator] | None = None) -> None:
+def restore_rng_state(
+    state: dict[str, Any], generators: dict[str, np.random.Generator] | None = None
+) -> None:
     """Inverse of :func:`capture_rng_state`; named generators are restored in place."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

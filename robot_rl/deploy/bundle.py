@@ -113,7 +113,8 @@ def read_bundle_meta(path: str | Path) -> dict[str, Any]:
     version = meta.get("format_version")
     if version != BUNDLE_FORMAT:
         raise BundleError(
-            f"{meta_path}: bundle format {version} is incompatible (this robot-rl reads format {BUNDLE_FORMAT})"
+            f"{meta_path}: bundle format {version} is incompatible "
+            f"(this robot-rl reads format {BUNDLE_FORMAT})"
         )
     for key in ("policy", "policy_config", "obs_spec", "action_spec"):
         if key not in meta:
@@ -145,8 +146,8 @@ def _check_shapes(file: Path, expected: dict[str, torch.Tensor], found: dict[str
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Load any bundle (base or refined, any algorithm) as a ready-to-act policy in eval mode."""
-    from robot_rl.policies import POLICIES
     from robot_rl.core.registry import UnknownNameError
+    from robot_rl.policies import POLICIES
 
     path = Path(path)
     meta = read_bundle_meta(path)
@@ -163,7 +164,9 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Any:
     expected = policy.state_dict()
     weights = _load_tensors(path / MODEL_FILE)
     norm = _load_tensors(path / NORMALIZATION_FILE)
-    _check_shapes(path / MODEL_FILE, {k: v for k, v in expected.items() if not k.startswith(_NORM_PREFIX)}, weights)
+    _check_shapes(
+        path / MODEL_FILE, {k: v for k, v in expected.items() if not k.startswith(_NORM_PREFIX)}, weights
+    )
     _check_shapes(
         path / NORMALIZATION_FILE,
         {k[len(_NORM_PREFIX) :]: v for k, v in expected.items() if k.startswith(_NORM_PREFIX)},

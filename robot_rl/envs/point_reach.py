@@ -23,7 +23,7 @@ _ALLOWED = {
 
 
 class PointReachEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012 (gymnasium API)
 
     MAX_STEP = 0.05  # m per control step at |action| = 1
     SUCCESS_RADIUS = 0.05  # m
@@ -46,16 +46,16 @@ class PointReachEnv(gym.Env):
             ("render_mode", render_mode),
         ):
             if value not in _ALLOWED[name]:
-                raise ValueError(f"{name}={value!r} is not supported by PointReach; allowed: {_ALLOWED[name]}")
+                raise ValueError(
+                    f"{name}={value!r} is not supported by PointReach; allowed: {_ALLOWED[name]}"
+                )
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.reward_type = reward_type
         self.render_mode = render_mode
         self.horizon = horizon
         self.terminate_on_success = terminate_on_success
-        self.observation_space = gym.spaces.Dict(
-            {"state": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32)}
-        )
+        self.observation_space = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32)})
         self.action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
         self._pos = np.zeros(3)
         self._vel = np.zeros(3)
@@ -118,4 +118,3 @@ class PointReachEnv(gym.Env):
             u, v = ((point[:2] + 0.5) * 63).astype(int)
             image[max(v - 2, 0) : v + 3, max(u - 2, 0) : u + 3] = colour
         return image
-

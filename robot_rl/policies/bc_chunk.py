@@ -34,8 +34,10 @@ class BCChunkConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(len(self.hidden_dims) > 0 and all(h > 0 for h in self.hidden_dims),
-              f"policy.hidden_dims must be positive widths, got {self.hidden_dims}")
+        check(
+            len(self.hidden_dims) > 0 and all(h > 0 for h in self.hidden_dims),
+            f"policy.hidden_dims must be positive widths, got {self.hidden_dims}",
+        )
 
 
 # --- math ---
@@ -63,7 +65,9 @@ class BCChunkPolicy(nn.Module):
         self.obs_spec = obs_spec
         self.action_spec = action_spec
         self.normalizer = StateNormalizer(obs_spec.state_dim)
-        self.net = mlp(cfg.obs_horizon * obs_spec.state_dim, cfg.hidden_dims, cfg.chunk_size * action_spec.dim)
+        self.net = mlp(
+            cfg.obs_horizon * obs_spec.state_dim, cfg.hidden_dims, cfg.chunk_size * action_spec.dim
+        )
         self._history: deque[np.ndarray] = deque(maxlen=cfg.obs_horizon)
         self._queue: deque[np.ndarray] = deque()
 

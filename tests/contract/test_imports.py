@@ -58,9 +58,21 @@ def _imports(path: Path) -> set[str]:
 
 # layer -> packages it must not import (ARCHITECTURE §2: imports run one way, down the table)
 FORBIDDEN = {
-    "core": ("robot_rl.algos", "robot_rl.policies", "robot_rl.rewards", "robot_rl.data", "robot_rl.teleop",
-             "robot_rl.deploy", "robot_rl.cli", "robot_rl.sim", "robot_rl.real", "hydra", "mujoco", "rclpy",
-             "robosuite"),
+    "core": (
+        "robot_rl.algos",
+        "robot_rl.policies",
+        "robot_rl.rewards",
+        "robot_rl.data",
+        "robot_rl.teleop",
+        "robot_rl.deploy",
+        "robot_rl.cli",
+        "robot_rl.sim",
+        "robot_rl.real",
+        "hydra",
+        "mujoco",
+        "rclpy",
+        "robosuite",
+    ),
     "algos": ("robot_rl.cli", "robot_rl.real", "rclpy", "hydra", "mujoco"),
     "policies": ("robot_rl.cli", "robot_rl.real", "robot_rl.algos", "rclpy", "hydra", "mujoco"),
     "rewards": ("robot_rl.cli", "robot_rl.real", "rclpy", "hydra"),

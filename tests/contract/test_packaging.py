@@ -1,9 +1,9 @@
 """The distribution lists every package and maps sim/ and real/ under robot_rl."""
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -18,7 +18,9 @@ def test_every_package_folder_is_listed():
         for package, folder in mapping.items()
         for init in (REPO / folder).rglob("__init__.py")
     }
-    assert found <= listed, f"folders with __init__.py missing from [tool.setuptools] packages: {sorted(found - listed)}"
+    assert found <= listed, (
+        f"folders with __init__.py missing from [tool.setuptools] packages: {sorted(found - listed)}"
+    )
     assert mapping["robot_rl.sim"] == "sim" and mapping["robot_rl.real"] == "real"
     assert "sim" not in listed and "real" not in listed
 

@@ -57,8 +57,15 @@ def _cli(*args, cwd):
 
 def test_train_cli_writes_report_bundle_and_loadable_policy(tmp_path):
     out = _cli(
-        "robot_rl.cli.train", "task=point_reach", "experiment=quick", "logger=local", "logger.progress=false",
-        "train.offline_steps=100", "eval.n_episodes=5", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
+        "robot_rl.cli.train",
+        "task=point_reach",
+        "experiment=quick",
+        "logger=local",
+        "logger.progress=false",
+        "train.offline_steps=100",
+        "eval.n_episodes=5",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "run"
@@ -74,9 +81,15 @@ def test_train_cli_writes_report_bundle_and_loadable_policy(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["task=nope"], "error: unknown task 'nope'; valid options: lift, peg_insert, point_reach, push, reach"),
+        (
+            ["task=nope"],
+            "error: unknown task 'nope'; valid options: lift, peg_insert, point_reach, push, reach",
+        ),
         (["task=point_reach", "algo.lr=-1"], "error: algo.lr must be > 0, got -1.0"),
-        (["task=point_reach", "policy.chunk_size=80"], "error: policy.chunk_size=80 is longer than the task horizon"),
+        (
+            ["task=point_reach", "policy.chunk_size=80"],
+            "error: policy.chunk_size=80 is longer than the task horizon",
+        ),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, args, message):

@@ -19,8 +19,12 @@ def test_masked_chunk_mse_by_hand():
 
 
 def test_chunk_windows_pad_history_and_mask_future():
-    ep = Episode(np.arange(3, dtype=np.float32)[:, None], np.arange(3, dtype=np.float32)[:, None] * 10,
-                 np.zeros(3), True)
+    ep = Episode(
+        np.arange(3, dtype=np.float32)[:, None],
+        np.arange(3, dtype=np.float32)[:, None] * 10,
+        np.zeros(3),
+        True,
+    )
     ds = ChunkDataset([ep], obs_horizon=2, chunk_size=2)
     # step 0: history [s0, s0], actions [a0, a1]; step 2: history [s1, s2], actions [a2, a2(pad)]
     np.testing.assert_array_equal(ds.states[ds.obs_index[0], 0], [0, 0])
@@ -30,8 +34,11 @@ def test_chunk_windows_pad_history_and_mask_future():
 
 
 def test_act_replans_every_execution_horizon_and_reset_clears_queue():
-    policy = BCChunkPolicy(BCChunkConfig(chunk_size=4, execution_horizon=2, hidden_dims=[8]), ObsSpec(2),
-                           ActionSpec.normalized(1))
+    policy = BCChunkPolicy(
+        BCChunkConfig(chunk_size=4, execution_horizon=2, hidden_dims=[8]),
+        ObsSpec(2),
+        ActionSpec.normalized(1),
+    )
     calls = []
     original = policy.predict_chunk
     policy.predict_chunk = lambda x: calls.append(x.clone()) or original(x)  # type: ignore[method-assign]

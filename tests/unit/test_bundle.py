@@ -17,13 +17,19 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def policy():
     torch.manual_seed(0)
-    p = BCChunkPolicy(BCChunkConfig(chunk_size=4, execution_horizon=2, hidden_dims=[16]), ObsSpec(5), ActionSpec.normalized(3))
+    p = BCChunkPolicy(
+        BCChunkConfig(chunk_size=4, execution_horizon=2, hidden_dims=[16]),
+        ObsSpec(5),
+        ActionSpec.normalized(3),
+    )
     p.fit_normalizer(np.random.default_rng(0).normal(size=(50, 5)))
     return p
 
 
 def test_round_trip_is_bit_identical_and_acts_the_same(tmp_path, policy):
-    path = save_bundle(tmp_path / "b", policy, control_hz=20.0, config_yaml="seed: 0\n", task="robot_rl/PointReach-v0")
+    path = save_bundle(
+        tmp_path / "b", policy, control_hz=20.0, config_yaml="seed: 0\n", task="robot_rl/PointReach-v0"
+    )
     loaded = robot_rl.load_policy(path)
     for key, value in policy.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
@@ -49,7 +55,9 @@ def test_wrong_shape_names_file_tensor_and_shapes(tmp_path, policy):
     weights = load_file(str(path / "model.safetensors"))
     weights["net.0.weight"] = torch.zeros(16, 7)
     save_file(weights, str(path / "model.safetensors"))
-    with pytest.raises(BundleError, match=r"model\.safetensors: tensor 'net.0.weight' has shape \(16, 7\).*\(16, 5\)"):
+    with pytest.raises(
+        BundleError, match=r"model\.safetensors: tensor 'net.0.weight' has shape \(16, 7\).*\(16, 5\)"
+    ):
         robot_rl.load_policy(path)
 
 
