@@ -2,4 +2,7 @@
 
 from robot_rl.core.registry import Registry
 
-ALGOS: Registry[type] = Registry("algorithm", known={"bc": "robot_rl.algos.bc"})
+ALGOS: Registry[type] = Registry(
+    "algorithm",
+    known={name: f"robot_rl.algos.{name}" for name in ("bc", "sac", "rlpd", "residual")},
+)

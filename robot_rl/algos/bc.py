@@ -53,6 +53,7 @@ class BC:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        self.policy.after_optimizer_step()  # e.g. EMA weights of a diffusion policy
         self.updates += 1
         return {"loss/bc": loss.item(), "train/grad_norm": grad_norm.item()}
 

@@ -2,4 +2,4 @@
 
 from robot_rl.core.registry import Registry
 
-POLICIES: Registry[type] = Registry("policy", known={"bc_chunk": "robot_rl.policies.bc_chunk"})
+POLICIES: Registry[type] = Registry("policy", known={"bc_chunk": "robot_rl.policies.bc_chunk", "diffusion": "robot_rl.policies.diffusion"})

@@ -50,4 +50,10 @@ class Policy(Protocol):
     def bc_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The policy's native imitation loss on a batch of (observation history, action chunk)."""
 
+    def after_optimizer_step(self) -> None:
+        """Called by the trainer after each optimizer step on the policy (EMA updates etc.)."""
+
+    def fit_normalizer(self, states: np.ndarray) -> None:
+        """Compute normalization statistics from training data ``[N, Ds]`` (once, before training)."""
+
     def to(self, device: Any) -> Any: ...

@@ -106,5 +106,8 @@ class BCChunkPolicy(nn.Module):
         chunk = self.predict_chunk(obs_batch["obs_state"])
         return chunk[:, None].expand(-1, n, -1, -1)
 
+    def after_optimizer_step(self) -> None:
+        """No EMA or other post-step state for this policy."""
+
     def bc_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return masked_chunk_mse(self.predict_chunk(batch["obs_state"]), batch["action"], batch["action_mask"])
