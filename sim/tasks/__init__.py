@@ -1,0 +1,1 @@
+"""The built-in manipulation tasks; each module defines one env class (entry points of robot_rl/*-v0)."""
