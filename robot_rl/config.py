@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from robot_rl.core.errors import ConfigError
+from robot_rl.core.validation import check, check_choice, check_positive
 from robot_rl.envs import ENV_IDS, ROBOSUITE_TASKS
 
 OBS_MODES = ("state", "pixels", "state+pixels")
@@ -19,23 +19,6 @@ REWARD_TYPES = ("sparse", "dense")
 CONTROLS = ("ee_delta", "joint_pos")
 RANDOMIZATION_PROFILES = ("none", "default", "heavy")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def check_choice(field_name: str, value: Any, allowed: tuple) -> None:
-    check(
-        value in allowed,
-        f"{field_name}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}",
-    )
-
-
-def check_positive(field_name: str, value: float, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    check(ok, f"{field_name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def known_env_ids() -> tuple[str, ...]:
@@ -54,6 +37,7 @@ class TaskConfig:
     control: str = "ee_delta"
     horizon: int = 100  # control steps per episode
     control_hz: float = 20.0  # control rate of the task, Hz (recorded in bundles)
+    terminate_on_success: bool = True  # end the episode at success (sparse-reward RL, as ResFiT)
 
     def __post_init__(self) -> None:
         check_choice("task.env_id", self.env_id, known_env_ids())
@@ -71,6 +55,7 @@ class TaskConfig:
             "randomization": self.randomization,
             "control": self.control,
             "horizon": self.horizon,
+            "terminate_on_success": self.terminate_on_success,
         }
 
 
@@ -102,16 +87,39 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class LoopConfig:
-    """Budgets of the training loop (in gradient updates for the offline phase)."""
+class ImitationConfig:
+    """How the base policy is trained on the demonstrations (``base.*``)."""
 
-    offline_steps: int = 2000
-    log_every: int = 100
-    checkpoint_every: int = 1000
+    bundle: str = ""  # a pre-trained base bundle to load instead of training one
+    steps: int = 2000  # gradient updates
+    lr: float = 1e-3
+    batch_size: int = 256
+    weight_decay: float = 1e-6
+    grad_clip: float = 10.0  # max global gradient norm
+
+    def __post_init__(self) -> None:
+        check_positive("base.steps", self.steps, allow_zero=True)
+        check_positive("base.lr", self.lr)
+        check_positive("base.batch_size", self.batch_size)
+        check_positive("base.weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("base.grad_clip", self.grad_clip)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Budgets and cadence of the training loop."""
+
+    env_steps: int = 50_000  # online environment steps (online algorithms only)
+    eval_every: int = 5000  # env steps between evaluations during online training
+    eval_episodes: int = 20  # episodes per evaluation during training (final: eval.n_episodes)
+    log_every: int = 100  # updates (imitation) / env steps (online) between metric lines
+    checkpoint_every: int = 1000  # updates (imitation) / env steps (online, at episode ends)
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        check_positive("train.offline_steps", self.offline_steps, allow_zero=True)
+        check_positive("train.env_steps", self.env_steps, allow_zero=True)
+        check_positive("train.eval_every", self.eval_every)
+        check_positive("train.eval_episodes", self.eval_episodes)
         check_positive("train.log_every", self.log_every)
         check_positive("train.checkpoint_every", self.checkpoint_every)
         check_positive("train.keep_checkpoints", self.keep_checkpoints)
@@ -140,6 +148,7 @@ class TrainConfig:
     reward: Any = None  # a RewardConfig subclass chosen by ``reward=<name>``
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
+    base: ImitationConfig = field(default_factory=ImitationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     seed: int = 0

@@ -62,7 +62,7 @@ def evaluate(
     env = make_env()
     successes, returns, lengths, frames = [], [], [], []
     try:
-        for i, seed in enumerate(tqdm(seeds, desc="eval", disable=not progress, leave=False)):
+        for i, seed in enumerate(tqdm(seeds, desc="eval", disable=None if progress else True, leave=False)):
             obs, info = env.reset(seed=seed)
             policy.reset()
             record = video_path is not None and i < video_episodes

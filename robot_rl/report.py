@@ -31,7 +31,7 @@ def plot_learning_curves(metrics_path: Path, out_path: Path) -> bool:
         ax.plot(xs, ys, marker="." if len(xs) < 20 else None)
         ax.set_title(key)
         ax.set_xlabel("update")
-        if key.startswith("loss/"):
+        if key.startswith("loss/") and min(ys) > 0:
             ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
@@ -39,14 +39,43 @@ def plot_learning_curves(metrics_path: Path, out_path: Path) -> bool:
     return True
 
 
-def write_report(run_dir: Path, cfg: Any, results: dict[str, EvalResult]) -> Path:
+def plot_success_curve(history: list[dict[str, float]], out_path: Path, title: str) -> bool:
+    """Evaluation success rate against environment steps (online training)."""
+    if not history:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([h["env_step"] for h in history], [h["success_rate"] for h in history], marker="o")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(
+    run_dir: Path, cfg: Any, results: dict[str, EvalResult], history: list[dict[str, float]] | None = None
+) -> Path:
     curve = run_dir / "learning_curve.png"
-    has_curve = plot_learning_curves(run_dir / "metrics.jsonl", curve)
+    if history:
+        has_curve = plot_success_curve(history, curve, f"{cfg.algo.name} on {cfg.task.env_id}")
+        plot_learning_curves(run_dir / "metrics.jsonl", run_dir / "losses.png")
+    else:
+        has_curve = plot_learning_curves(run_dir / "metrics.jsonl", curve)
     lines = [
         f"# robot_rl run report — {cfg.task.env_id}",
         "",
-        f"policy `{cfg.policy.name}`, algorithm `{cfg.algo.name}`, seed {cfg.seed}, "
-        f"{cfg.demos.n_episodes} scripted demos (expert noise {cfg.demos.expert_noise}).",
+        f"base policy `{cfg.policy.name}`, algorithm `{cfg.algo.name}`, seed {cfg.seed}, "
+        f"{cfg.demos.n_episodes} scripted demos (expert noise {cfg.demos.expert_noise}), "
+        f"{cfg.train.env_steps if cfg.algo.name != 'bc' else 0} online env steps.",
         "",
         f"Evaluation on the fixed seeds {cfg.eval.seed_offset}.."
         f"{cfg.eval.seed_offset + cfg.eval.n_episodes - 1}:",
@@ -65,6 +94,17 @@ def write_report(run_dir: Path, cfg: Any, results: dict[str, EvalResult]) -> Pat
         files.append("`learning_curve.png`")
     if (run_dir / "rollout.mp4").is_file():
         files.append("`rollout.mp4` (evaluation rollout)")
+    if history:
+        lines += [
+            "",
+            "Success during training (evaluation every "
+            f"{cfg.train.eval_every} env steps, {cfg.train.eval_episodes} episodes):",
+            "",
+            "| env steps | success |",
+            "|---|---|",
+        ]
+        lines += [f"| {int(h['env_step'])} | {h['success_rate']:.0%} |" for h in history]
+        files.append("`base_bundle/` (the frozen base)")
     lines += ["", "Files: " + ", ".join(files)]
     if has_curve:
         lines += ["", "![learning curve](learning_curve.png)"]

@@ -1,9 +1,19 @@
-"""The one training loop every algorithm runs in (ARCHITECTURE §3.3).
+"""The one training loop every algorithm runs in (ARCHITECTURE §3.3, ALGORITHMS.md §11.9).
 
-Phases: demonstrations → offline updates (``algo=bc`` trains the base policy here) → evaluation →
-bundle + report. Online phases (warm-up, collect → update) attach to the same loop with the RL
-algorithms. A run is resumable exactly: the checkpoint holds algorithm state (weights, optimizer),
-the demonstration data, every RNG state, the step counter and the wandb run id.
+Phases:
+
+1. **demos**: scripted-expert demonstrations of the task (``demos.*``);
+2. **imitation**: the base policy is trained on them with its own loss (``base.*``), or loaded
+   from ``base.bundle``; ``algo=bc`` stops here;
+3. **online** (``algo=residual|sac|rlpd``): env warm-up with ``algo.warmup_action`` → critic-only
+   warm-up updates → collect one step → ``utd`` updates (the actor on the last) → evaluate every
+   ``train.eval_every`` env steps (the first evaluation, at env step 0, is the untouched policy);
+4. **finish**: final evaluation of the base and the refined policy on the same fixed seeds,
+   bundle export, report.
+
+A run resumes exactly: the checkpoint holds the policy and algorithm state (weights, optimizers,
+target networks), both replay buffers, every RNG state, the step counters and the wandb run id.
+Online checkpoints are taken at episode ends, so no simulator state needs saving.
 """
 
 from __future__ import annotations
@@ -21,20 +31,25 @@ import numpy as np
 import torch
 
 from robot_rl.algos import ALGOS
+from robot_rl.algos.bc import BC
 from robot_rl.config import DemoConfig, TaskConfig, TrainConfig
 from robot_rl.core.checkpoint import CheckpointManager
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.logging import MetricLogger
+from robot_rl.core.replay import MixedSampler, ReplayBuffer
 from robot_rl.core.seeding import capture_rng_state, restore_rng_state, seed_everything
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.data.demos import ChunkDataset, Episode
+from robot_rl.deploy.bundle import load_policy
 from robot_rl.envs import expert_action
+from robot_rl.envs.wrappers import BASE_ACTION_KEY, relabel_base_actions
 from robot_rl.evaluation import EvalResult, evaluate
 from robot_rl.policies import POLICIES
 from robot_rl.rewards import REWARDS
 
 # config fields a resumed run may change; anything else must match the checkpoint's config
 RESUMABLE_OVERRIDES = ("resume", "run_dir", "logger", "train", "eval")
+PHASES = ("imitation", "online", "done")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,7 +85,7 @@ def collect_episodes(
     env = make_task_env(task) if env is None else env
     attempted = successes = kept = 0
     try:
-        for i in tqdm(range(demos.n_episodes), desc="demos", disable=not progress, leave=False):
+        for i in tqdm(range(demos.n_episodes), desc="demos", disable=None if progress else True, leave=False):
             obs, info = env.reset(seed=demos.seed_offset + i)
             states, actions, rewards, success, done = [], [], [], False, False
             while not done:
@@ -85,7 +100,13 @@ def collect_episodes(
             successes += int(success)
             if success or demos.keep_failures:
                 episode = Episode(
-                    np.array(states), np.array(actions), np.array(rewards), success, info.get("task", "")
+                    np.array(states),
+                    np.array(actions),
+                    np.array(rewards),
+                    success,
+                    info.get("task", ""),
+                    final_state=np.asarray(obs[STATE_KEY]),
+                    terminated=bool(terminated),
                 )
                 if on_episode is not None:
                     on_episode(kept, episode)
@@ -121,6 +142,21 @@ class RunSummary:
     finished: bool
     eval_result: EvalResult | None = None
     bundle_path: Path | None = None
+    base_result: EvalResult | None = None
+    env_steps: int = 0
+
+
+class _AlgoPolicy:
+    """``reset``/``act`` view of an online algorithm for :func:`evaluate` (deterministic actions)."""
+
+    def __init__(self, algo: Any):
+        self.algo = algo
+
+    def reset(self) -> None:
+        """The base's chunk queue is reset by the environment wrapper."""
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.algo.act(obs, deterministic=True)
 
 
 class Trainer:
@@ -149,13 +185,36 @@ class Trainer:
             self.action_spec = ActionSpec.normalized(int(probe.action_space.shape[0]))  # type: ignore[index]
         finally:
             probe.close()
-        self.policy = POLICIES.build(cfg.policy.name, cfg.policy, self.obs_spec, self.action_spec).to(
-            self.device
-        )
-        self.algo = ALGOS.build(cfg.algo.name, cfg.algo, self.policy)
-        self.step = 0
+        if cfg.base.bundle:
+            self.policy = load_policy(cfg.base.bundle, device=self.device)
+            if self.policy.obs_spec != self.obs_spec or self.policy.action_spec.dim != self.action_spec.dim:
+                made, has = self.policy, self
+                raise ConfigError(
+                    f"base.bundle={cfg.base.bundle} was made for state {made.obs_spec.state_dim} / action "
+                    f"{made.action_spec.dim}, the task has {has.obs_spec.state_dim} / {has.action_spec.dim}"
+                )
+        else:
+            self.policy = POLICIES.build(cfg.policy.name, cfg.policy, self.obs_spec, self.action_spec)
+            self.policy = self.policy.to(self.device)
+        self.imitation = BC(cfg.base, self.policy)
+        self.algo_cls = ALGOS.get(cfg.algo.name)
+        self.online = bool(getattr(self.algo_cls, "online", False))
+        self.algo: Any = None
+        if self.online:
+            self.algo = self.algo_cls(
+                cfg.algo, self.obs_spec, self.action_spec, base_policy=self.policy, device=self.device
+            )
+        self.phase = "imitation" if not cfg.base.bundle else ("online" if self.online else "done")
+        self.step = 0  # imitation updates
+        self.env_step = 0
+        self.episode = 0
+        self.online_buffer: ReplayBuffer | None = None
+        self.prior_buffer: ReplayBuffer | None = None
         self.dataset: ChunkDataset | None = None
+        self.demos: list[Episode] | None = None
         self.wandb_run_id: str | None = None
+        self.history: list[dict[str, float]] = []  # online evaluations: env_step, success_rate
+        self._last_checkpoint_bucket = 0
         if cfg.resume:
             self._restore()
 
@@ -177,21 +236,74 @@ class Trainer:
             env.close()
         return episodes
 
+    def _make_online_env(self, render: bool = False) -> gym.Env:
+        return self.algo_cls.wrap_env(make_env(self.cfg, render=render), self.policy)
+
+    def _build_buffers(self) -> None:
+        """Online replay from the wrapped env's observation space; prior replay from the demos."""
+        cfg = self.cfg.algo
+        env = self._make_online_env()
+        shapes = {
+            k: space.shape
+            for k, space in env.observation_space.spaces.items()  # type: ignore[attr-defined]
+            if not k.startswith("pixels/")
+        }
+        env.close()
+        make = lambda capacity: ReplayBuffer(  # noqa: E731
+            capacity, shapes, action_dim=self.action_spec.dim, n_step=cfg.n_step, gamma=cfg.gamma
+        )
+        self.online_buffer = make(cfg.buffer_capacity)
+        demos = self.demos or []
+        self.prior_buffer = make(max(sum(len(e.actions) for e in demos), cfg.n_step, 1))
+        for ep in demos:
+            if ep.final_state is None:
+                raise ConfigError("demonstrations without a final observation cannot fill a replay buffer")
+            states = np.concatenate([ep.states, ep.final_state[None]]).astype(np.float32)
+            obs = {STATE_KEY: states}
+            if BASE_ACTION_KEY in shapes:  # the frozen base re-run on the demo, reset at its start
+                obs[BASE_ACTION_KEY] = relabel_base_actions(self.policy, ep.states, ep.final_state)
+            T = len(ep.actions)
+            term = np.zeros(T, bool)
+            term[-1] = ep.terminated
+            self.prior_buffer.add_episode(
+                {k: v[:-1] for k, v in obs.items()},
+                ep.actions,
+                ep.rewards.astype(np.float32),
+                {k: v[1:] for k, v in obs.items()},
+                terminated=term,
+                truncated=~term & (np.arange(T) == T - 1),
+                is_demo=True,
+            )
+        if demos:
+            self.algo.fit_normalizer(np.concatenate([e.states for e in demos]))
+
     # --- checkpoints ---
 
     def _checkpoint_state(self) -> dict[str, Any]:
-        assert self.dataset is not None
-        return {
-            "algo": self.algo.state_dict(),
-            "dataset": self.dataset.state_dict(),
+        state: dict[str, Any] = {
+            "phase": self.phase,
+            "imitation": self.imitation.state_dict(),  # the base policy's weights and its optimizer
             "rng": capture_rng_state({"trainer": self.rng}),
             "step": self.step,
+            "env_step": self.env_step,
+            "episode": self.episode,
+            "history": self.history,
             "wandb_run_id": self.wandb_run_id,
             "config": config_to_json(self.cfg),
         }
+        if self.dataset is not None:
+            state["dataset"] = self.dataset.state_dict()
+        if self.demos is not None:
+            state["demos"] = [dataclasses.asdict(ep) for ep in self.demos]
+        if self.algo is not None:
+            state["algo"] = self.algo.state_dict()
+        if self.online_buffer is not None and self.prior_buffer is not None:
+            state["online_buffer"] = self.online_buffer.state_dict()
+            state["prior_buffer"] = self.prior_buffer.state_dict()
+        return state
 
     def save_checkpoint(self) -> Path:
-        return self.checkpoints.save(self.step, self._checkpoint_state())
+        return self.checkpoints.save(self.step + self.env_step, self._checkpoint_state())
 
     def _restore(self) -> None:
         if self.checkpoints.latest() is None:
@@ -200,18 +312,34 @@ class Trainer:
         diff = _first_difference(state["config"], config_to_json(self.cfg))
         if diff:
             raise ConfigError(f"cannot resume with a different config: {diff}")
-        self.algo.load_state_dict(state["algo"])
-        self.dataset = ChunkDataset.from_state_dict(state["dataset"])
+        self.phase = state["phase"]
+        self.imitation.load_state_dict(state["imitation"])
+        if "dataset" in state:
+            self.dataset = ChunkDataset.from_state_dict(state["dataset"])
+        if "demos" in state:
+            self.demos = [Episode(**ep) for ep in state["demos"]]
+        if self.algo is not None and "algo" in state:
+            self.algo.load_state_dict(state["algo"])
+        if "online_buffer" in state:
+            self._build_buffers()
+            assert self.online_buffer is not None and self.prior_buffer is not None
+            self.online_buffer.load_state_dict(state["online_buffer"])
+            self.prior_buffer.load_state_dict(state["prior_buffer"])
         restore_rng_state(state["rng"], {"trainer": self.rng})
-        self.step = int(state["step"])
+        self.step, self.env_step, self.episode = (
+            int(state["step"]),
+            int(state["env_step"]),
+            int(state["episode"]),
+        )
+        self.history = list(state["history"])
+        self._last_checkpoint_bucket = self.env_step // self.cfg.train.checkpoint_every
         self.wandb_run_id = state["wandb_run_id"]
 
     # --- phases ---
 
-    def run(self, until_step: int | None = None) -> RunSummary:
-        """Run to the end (or stop after ``until_step`` updates, checkpointed, as a kill would)."""
-        from tqdm.auto import tqdm
-
+    def run(self, until_step: int | None = None, until_env_step: int | None = None) -> RunSummary:
+        """Run to the end, or stop (checkpointed, as a kill would) after ``until_step`` imitation
+        updates or at the first episode end at or after ``until_env_step`` env steps."""
         cfg = self.cfg
         logger = MetricLogger(
             self.run_dir,
@@ -222,68 +350,204 @@ class Trainer:
         )
         self.wandb_run_id = logger.run_id
         try:
-            if self.dataset is None:
+            if self.demos is None and (self.phase == "imitation" or self.online):
                 t0 = time.perf_counter()
-                episodes = self.collect_demos()
-                self.dataset = ChunkDataset(episodes, cfg.policy.obs_horizon, cfg.policy.chunk_size)
-                self.policy.fit_normalizer(self.dataset.states)
+                self.demos = self.collect_demos()
                 logger.log(
                     {
-                        "train/demo_episodes": len(episodes),
-                        "train/demo_transitions": len(self.dataset),
+                        "train/demo_episodes": len(self.demos),
                         "timing/demo_collection_s": time.perf_counter() - t0,
                     },
                     step=0,
                 )
-            end = cfg.train.offline_steps if until_step is None else min(until_step, cfg.train.offline_steps)
-            bar = tqdm(
-                total=cfg.train.offline_steps,
-                initial=self.step,
-                desc=f"{cfg.algo.name} updates",
-                disable=not cfg.logger.progress,
-            )
-            t0, start = time.perf_counter(), self.step
-            while self.step < end:
-                batch = self.dataset.sample(cfg.algo.batch_size, self.rng, self.device)
-                metrics = self.algo.update(batch)
-                self.step += 1
-                bar.update(1)
-                if self.step % cfg.train.log_every == 0:
-                    elapsed = time.perf_counter() - t0
-                    metrics["timing/updates_per_s"] = (self.step - start) / max(elapsed, 1e-9)
-                    logger.log(metrics, step=self.step)
-                if self.step % cfg.train.checkpoint_every == 0:
-                    self.save_checkpoint()
-            bar.close()
+            if self.phase == "imitation":
+                if not self._imitation_phase(logger, until_step):
+                    return RunSummary(self.run_dir, self.step, finished=False)
+                self.phase = "online" if self.online else "done"
+            if self.phase == "online":
+                if not self._online_phase(logger, until_env_step):
+                    return RunSummary(self.run_dir, self.step, finished=False, env_steps=self.env_step)
+                self.phase = "done"
             self.save_checkpoint()
-            if self.step < cfg.train.offline_steps:
-                return RunSummary(self.run_dir, self.step, finished=False)
             return self._finish(logger)
         finally:
             logger.close()
 
-    def _finish(self, logger: MetricLogger) -> RunSummary:
+    def _imitation_phase(self, logger: MetricLogger, until_step: int | None) -> bool:
+        from tqdm.auto import tqdm
+
         cfg = self.cfg
-        seeds = [cfg.eval.seed_offset + i for i in range(cfg.eval.n_episodes)]
-        self.policy.eval()
-        result = evaluate(
-            self.policy,
-            lambda: make_env(cfg, render=cfg.eval.video_episodes > 0),
+        if self.dataset is None:
+            assert self.demos is not None
+            self.dataset = ChunkDataset(self.demos, cfg.policy.obs_horizon, cfg.policy.chunk_size)
+            self.policy.fit_normalizer(self.dataset.states)
+        end = cfg.base.steps if until_step is None else min(until_step, cfg.base.steps)
+        bar = tqdm(
+            total=cfg.base.steps,
+            initial=self.step,
+            desc="imitation",
+            disable=None if cfg.logger.progress else True,
+        )
+        t0, start = time.perf_counter(), self.step
+        while self.step < end:
+            batch = self.dataset.sample(cfg.base.batch_size, self.rng, self.device)
+            metrics = self.imitation.update(batch)
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.train.log_every == 0:
+                metrics["timing/updates_per_s"] = (self.step - start) / max(time.perf_counter() - t0, 1e-9)
+                logger.log(metrics, step=self.step)
+            if self.step % cfg.train.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        if self.step < cfg.base.steps:
+            self.save_checkpoint()
+            return False
+        return True
+
+    def _evaluate(self, policy: Any, n_episodes: int, make: Any, video: bool = False) -> EvalResult:
+        cfg = self.cfg
+        seeds = [cfg.eval.seed_offset + i for i in range(n_episodes)]
+        return evaluate(
+            policy,
+            make,
             seeds,
-            video_path=self.run_dir / "rollout.mp4" if cfg.eval.video_episodes > 0 else None,
+            video_path=self.run_dir / "rollout.mp4" if video and cfg.eval.video_episodes > 0 else None,
             video_episodes=cfg.eval.video_episodes,
             progress=cfg.logger.progress,
         )
-        self.policy.train()
-        logger.log(result.metrics("eval/"), step=self.step)
-        (self.run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))
-        bundle = self.algo.export_bundle(
-            self.run_dir / "bundle",
-            control_hz=cfg.task.control_hz,
-            config_yaml=self.config_yaml,
-            task=cfg.task.env_id,
+
+    def _online_phase(self, logger: MetricLogger, until_env_step: int | None) -> bool:
+        from tqdm.auto import tqdm
+
+        cfg, acfg, algo = self.cfg, self.cfg.algo, self.algo
+        self.policy.requires_grad_(False).eval()  # the base is frozen from here on
+        if self.online_buffer is None:
+            self._build_buffers()
+        assert self.online_buffer is not None and self.prior_buffer is not None
+        sampler = MixedSampler(self.online_buffer, self.prior_buffer, acfg.prior_fraction)
+        env = self._make_online_env()
+        total = cfg.train.env_steps
+        bar = tqdm(
+            total=total,
+            initial=self.env_step,
+            desc=f"{cfg.algo.name} env steps",
+            disable=None if cfg.logger.progress else True,
+        )
+        t0, start_step, start_updates = time.perf_counter(), self.env_step, algo.updates
+        try:
+            # Evaluations and checkpoints happen between episodes: the frozen base's chunk queue is
+            # shared by the training and evaluation environments, and resets at every episode start.
+            while True:
+                if not self.history or self.env_step - self.history[-1]["env_step"] >= cfg.train.eval_every:
+                    self._online_eval(logger)  # the first one, at env step 0, is the untouched policy
+                if self.env_step >= total:
+                    break
+                if until_env_step is not None and self.env_step >= until_env_step:
+                    self.save_checkpoint()
+                    return False
+                obs, _ = env.reset(seed=cfg.seed * 1_000_003 + self.episode)
+                ep_return, ep_success, done = 0.0, False, False
+                while not done:
+                    if self.env_step < acfg.warmup_env_steps:
+                        action = algo.warmup_action(obs, self.rng)
+                    else:
+                        action = algo.act(obs, deterministic=False)
+                    next_obs, reward, terminated, truncated, info = env.step(action)
+                    self.online_buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
+                    obs = next_obs
+                    ep_return += float(reward)
+                    ep_success = ep_success or bool(info.get("is_success", False))
+                    done = terminated or truncated
+                    self.env_step += 1
+                    bar.update(1)
+                    if self.env_step == acfg.warmup_env_steps:
+                        if not self.prior_buffer.num_sampleable:  # no demos: statistics from warm-up data
+                            algo.fit_normalizer(
+                                self.online_buffer.state_dict()["obs"][STATE_KEY][: self.env_step]
+                            )
+                        self._critic_warmup(sampler, logger)
+                    if self.env_step > acfg.warmup_env_steps:
+                        for g, batch in enumerate(
+                            sampler.sample_utd(acfg.batch_size, acfg.utd, self.rng, self.device)
+                        ):
+                            metrics = algo.update(batch, update_actor=g == acfg.utd - 1)
+                        if self.env_step % cfg.train.log_every == 0:
+                            elapsed = max(time.perf_counter() - t0, 1e-9)
+                            metrics["timing/env_steps_per_s"] = (self.env_step - start_step) / elapsed
+                            metrics["timing/updates_per_s"] = (algo.updates - start_updates) / elapsed
+                            logger.log(metrics, step=self.env_step)
+                    if self.env_step >= total and not done:
+                        self.online_buffer.end_episode()  # budget spent mid-episode: close as a time limit
+                        done = True
+                self.episode += 1
+                logger.log(
+                    {"train/episode_return": ep_return, "train/episode_success": float(ep_success)},
+                    step=self.env_step,
+                )
+                if self.env_step // cfg.train.checkpoint_every > self._last_checkpoint_bucket:
+                    self._last_checkpoint_bucket = self.env_step // cfg.train.checkpoint_every
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            env.close()
+        return True
+
+    def _critic_warmup(self, sampler: MixedSampler, logger: MetricLogger) -> None:
+        acfg = self.cfg.algo
+        for i in range(acfg.critic_warmup_updates):
+            metrics = self.algo.update(
+                sampler.sample(acfg.batch_size, self.rng, self.device), update_actor=False
+            )
+            if (i + 1) % self.cfg.train.log_every == 0:
+                logger.log(
+                    {f"{k}_warmup" if k.startswith("loss/") else k: v for k, v in metrics.items()},
+                    step=self.env_step,
+                )
+
+    def _online_eval(self, logger: MetricLogger) -> None:
+        result = self._evaluate(_AlgoPolicy(self.algo), self.cfg.train.eval_episodes, self._make_online_env)
+        self.history.append(
+            {"env_step": self.env_step, "success_rate": result.success_rate, "return": result.mean_return}
+        )
+        logger.log(result.metrics("eval/"), step=self.env_step)
+
+    def _finish(self, logger: MetricLogger) -> RunSummary:
+        cfg = self.cfg
+        self.policy.eval()
+        n = cfg.eval.n_episodes
+        make_base_env = lambda render=False: make_env(cfg, render=render)  # noqa: E731
+        base_result = self._evaluate(
+            self.policy, n, lambda: make_base_env(not self.online), video=not self.online
+        )
+        results = {"base policy (imitation)": base_result}
+        logger.log(base_result.metrics("eval/base_"), step=self.step + self.env_step)
+        final = base_result
+        meta = {"control_hz": cfg.task.control_hz, "config_yaml": self.config_yaml, "task": cfg.task.env_id}
+        if self.online:
+            final = self._evaluate(
+                _AlgoPolicy(self.algo), n, lambda: self._make_online_env(render=True), video=True
+            )
+            results[f"refined ({cfg.algo.name})"] = final
+            logger.log(final.metrics("eval/"), step=self.step + self.env_step)
+            bundle = self.algo.export_bundle(self.run_dir / "bundle", **meta)
+            self.imitation.export_bundle(self.run_dir / "base_bundle", **meta)
+        else:
+            bundle = self.imitation.export_bundle(self.run_dir / "bundle", **meta)
+        (self.run_dir / "eval.json").write_text(
+            json.dumps(
+                {name: r.to_json() for name, r in results.items()} | {"history": self.history}, indent=2
+            )
         )
         from robot_rl.report import write_report
 
-        write_report(self.run_dir, cfg, {"base policy (after imitation)": result})
-        return RunSummary(self.run_dir, self.step, finished=True, eval_result=result, bundle_path=bundle)
+        write_report(self.run_dir, cfg, results, self.history)
+        return RunSummary(
+            self.run_dir,
+            self.step,
+            finished=True,
+            eval_result=final,
+            bundle_path=bundle,
+            base_result=base_result,
+            env_steps=self.env_step,
+        )

@@ -24,12 +24,13 @@ def make_train_config(run_dir, **overrides):
         "logger": "local",
         "logger.progress": "false",
         "demos.n_episodes": "8",
-        "train.offline_steps": "60",
+        "base.steps": "60",
         "train.log_every": "10",
         "train.checkpoint_every": "30",
         "eval.n_episodes": "4",
         "eval.video_episodes": "0",
-        "algo.batch_size": "32",
+        "base.batch_size": "32",
+        "algo": "bc",
         "device": "cpu",
         "run_dir": str(run_dir),
     }
@@ -42,3 +43,10 @@ def make_train_config(run_dir, **overrides):
 @pytest.fixture
 def train_config(tmp_path):
     return lambda **overrides: make_train_config(tmp_path / "run", **overrides)
+
+
+def pytest_configure(config):
+    # small networks on a shared 2-core machine: one intra-op thread avoids oversubscription
+    import torch
+
+    torch.set_num_threads(1)

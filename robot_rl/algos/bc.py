@@ -1,7 +1,8 @@
-"""``bc``: train a base policy by its own imitation loss (``policy.bc_loss``) on demonstrations.
+"""``bc``: imitation only — train the base policy by its own loss (``policy.bc_loss``) on demos.
 
-It is the first stage of every fine-tuning run (the base that RL refines) and the simplest
-``Algorithm``: one optimizer, one loss, no environment interaction.
+:class:`BC` is also the first stage of every fine-tuning run: the trainer uses it, configured by
+``TrainConfig.base`` (:class:`ImitationConfig`), to train the base that RL then refines. With
+``algo=bc`` the run stops there (no environment interaction, no fine-tuning).
 """
 
 from __future__ import annotations
@@ -14,30 +15,23 @@ import numpy as np
 import torch
 
 from robot_rl.algos import ALGOS
-from robot_rl.config import check_positive
+from robot_rl.config import ImitationConfig
 from robot_rl.core.algorithm import AlgoConfig, check_finite_loss
 from robot_rl.deploy.bundle import save_bundle
 
 
 @dataclass(frozen=True)
 class BCConfig(AlgoConfig):
-    name: str = "bc"
-    lr: float = 1e-3
-    batch_size: int = 256
-    weight_decay: float = 1e-6
-    grad_clip: float = 10.0  # max global gradient norm
+    """``algo=bc``: no fine-tuning; the imitation settings live in ``base.*``."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive("algo.weight_decay", self.weight_decay, allow_zero=True)
-        check_positive("algo.grad_clip", self.grad_clip)
+    name: str = "bc"
 
 
 @ALGOS.register("bc", BCConfig)
 class BC:
     online = False  # learns from demonstrations only
 
-    def __init__(self, cfg: BCConfig, policy: torch.nn.Module):
+    def __init__(self, cfg: ImitationConfig, policy: torch.nn.Module):
         self.cfg = cfg
         self.policy = policy
         self.optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -9,24 +9,23 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from robot_rl.core.errors import ConfigError, TrainingDivergedError
+from robot_rl.core.errors import TrainingDivergedError
+from robot_rl.core.validation import check, check_positive
 
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    name: str = ""
-    lr: float = 3e-4
-    batch_size: int = 256
+    """Base of every algorithm config; each algorithm adds its own (validated) fields."""
 
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"algo.lr must be > 0, got {self.lr}")
-        if self.batch_size < 1:
-            raise ConfigError(f"algo.batch_size must be >= 1, got {self.batch_size}")
+    name: str = ""
 
 
 @runtime_checkable
 class Algorithm(Protocol):
+    """What the training loop calls. Online algorithms (``online = True``) also provide
+    ``wrap_env(env, base_policy)`` (classmethod), ``warmup_action(obs, rng)``,
+    ``fit_normalizer(states)``, and ``update(batch, update_actor)``."""
+
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray: ...
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]: ...
@@ -48,3 +47,37 @@ def check_finite_loss(loss: torch.Tensor, step: int, batch: dict[str, torch.Tens
         if v.is_floating_point() and v.numel()
     )
     raise TrainingDivergedError(f"non-finite loss {loss.item()} at update {step}; batch {stats}")
+
+
+@dataclass(frozen=True)
+class OnlineAlgoConfig(AlgoConfig):
+    """Fields every off-policy online algorithm shares (the training loop reads them)."""
+
+    gamma: float = 0.99
+    n_step: int = 1  # n of the n-step return
+    utd: int = 1  # critic updates per env step (update-to-data ratio)
+    batch_size: int = 256
+    prior_fraction: float = 0.0  # share of each batch drawn from the prior (demo) buffer
+    buffer_capacity: int = 200_000  # online replay capacity (steps)
+    warmup_env_steps: int = 5000  # env steps with `warmup_action` before any update
+    critic_warmup_updates: int = 0  # critic-only updates right after the env warm-up
+    tau: float = 0.005  # Polyak rate of the target networks
+    grad_clip: float = 1.0  # max global gradient norm
+
+    def __post_init__(self) -> None:
+        check(0.0 < self.gamma <= 1.0, f"algo.gamma must be in (0, 1], got {self.gamma}")
+        for name in ("n_step", "utd", "batch_size", "buffer_capacity"):
+            check_positive(f"algo.{name}", getattr(self, name))
+        for name in ("warmup_env_steps", "critic_warmup_updates"):
+            check_positive(f"algo.{name}", getattr(self, name), allow_zero=True)
+        check(
+            0.0 <= self.prior_fraction <= 1.0,
+            f"algo.prior_fraction must be in [0, 1], got {self.prior_fraction}",
+        )
+        check(0.0 < self.tau <= 1.0, f"algo.tau must be in (0, 1], got {self.tau}")
+        check_positive("algo.grad_clip", self.grad_clip)
+
+
+def metrics_to_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    """Detach and convert metric tensors to Python floats (one sync point per update)."""
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}

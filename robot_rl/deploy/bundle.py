@@ -36,7 +36,11 @@ from robot_rl.core.types import ActionSpec, ObsSpec
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.safetensors"
 NORMALIZATION_FILE = "normalization.safetensors"
-_NORM_PREFIX = "normalizer."
+
+
+def _is_normalization(key: str) -> bool:
+    """Normalization statistics live in modules named ``normalizer`` (also nested: ``base.normalizer.*``)."""
+    return "normalizer" in key.split(".")[:-1]
 
 
 def config_hash(config_yaml: str) -> str:
@@ -71,8 +75,8 @@ def save_bundle(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    weights = {k: v for k, v in state.items() if not k.startswith(_NORM_PREFIX)}
-    norm = {k[len(_NORM_PREFIX) :]: v for k, v in state.items() if k.startswith(_NORM_PREFIX)}
+    weights = {k: v for k, v in state.items() if not _is_normalization(k)}
+    norm = {k: v for k, v in state.items() if _is_normalization(k)}
     save_file(weights, str(tmp / MODEL_FILE))
     save_file(norm, str(tmp / NORMALIZATION_FILE))
     cfg = policy.cfg
@@ -164,15 +168,11 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Any:
     expected = policy.state_dict()
     weights = _load_tensors(path / MODEL_FILE)
     norm = _load_tensors(path / NORMALIZATION_FILE)
+    _check_shapes(path / MODEL_FILE, {k: v for k, v in expected.items() if not _is_normalization(k)}, weights)
     _check_shapes(
-        path / MODEL_FILE, {k: v for k, v in expected.items() if not k.startswith(_NORM_PREFIX)}, weights
+        path / NORMALIZATION_FILE, {k: v for k, v in expected.items() if _is_normalization(k)}, norm
     )
-    _check_shapes(
-        path / NORMALIZATION_FILE,
-        {k[len(_NORM_PREFIX) :]: v for k, v in expected.items() if k.startswith(_NORM_PREFIX)},
-        norm,
-    )
-    state = {**weights, **{_NORM_PREFIX + k: v for k, v in norm.items()}}
+    state = {**weights, **norm}
     policy.load_state_dict(state)
     policy.bundle_meta = meta
     return policy.to(device).eval()

@@ -2,4 +2,9 @@
 
 from robot_rl.core.registry import Registry
 
-POLICIES: Registry[type] = Registry("policy", known={"bc_chunk": "robot_rl.policies.bc_chunk", "diffusion": "robot_rl.policies.diffusion"})
+POLICIES: Registry[type] = Registry(
+    "policy",
+    known={
+        name: f"robot_rl.policies.{name}" for name in ("bc_chunk", "diffusion", "residual", "tanh_gaussian")
+    },
+)

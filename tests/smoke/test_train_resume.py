@@ -13,20 +13,20 @@ pytestmark = pytest.mark.smoke
 
 
 def _params(trainer):
-    return {k: v.clone() for k, v in trainer.algo.state_dict()["policy"].items()}
+    return {k: v.clone() for k, v in trainer.imitation.state_dict()["policy"].items()}
 
 
 def test_exact_resume_equals_uninterrupted_run(tmp_path):
     from tests.conftest import make_train_config
 
-    straight = Trainer(make_train_config(tmp_path / "a", **{"train.offline_steps": 40}))
+    straight = Trainer(make_train_config(tmp_path / "a", **{"base.steps": 40}))
     straight.run()
 
-    half = Trainer(make_train_config(tmp_path / "b", **{"train.offline_steps": 40}))
+    half = Trainer(make_train_config(tmp_path / "b", **{"base.steps": 40}))
     summary = half.run(until_step=20)
     assert not summary.finished and summary.steps == 20
     del half  # the process "dies"; only the checkpoint survives
-    resumed = Trainer(make_train_config(tmp_path / "b", **{"train.offline_steps": 40, "resume": "true"}))
+    resumed = Trainer(make_train_config(tmp_path / "b", **{"base.steps": 40, "resume": "true"}))
     assert resumed.step == 20
     resumed.run()
 
@@ -34,8 +34,8 @@ def test_exact_resume_equals_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    opt_a = straight.algo.state_dict()["optimizer"]["state"]
-    opt_b = resumed.algo.state_dict()["optimizer"]["state"]
+    opt_a = straight.imitation.state_dict()["optimizer"]["state"]
+    opt_b = resumed.imitation.state_dict()["optimizer"]["state"]
     for idx in opt_a:
         assert torch.equal(opt_a[idx]["exp_avg"], opt_b[idx]["exp_avg"])
     assert (tmp_path / "b" / "bundle" / "bundle.json").is_file()
@@ -45,8 +45,8 @@ def test_resume_refuses_a_different_config(tmp_path):
     from tests.conftest import make_train_config
 
     Trainer(make_train_config(tmp_path / "r")).run(until_step=10)
-    with pytest.raises(ConfigError, match=r"cannot resume with a different config: algo.lr"):
-        Trainer(make_train_config(tmp_path / "r", **{"resume": "true", "algo.lr": 0.5}))
+    with pytest.raises(ConfigError, match=r"cannot resume with a different config: base.lr"):
+        Trainer(make_train_config(tmp_path / "r", **{"resume": "true", "base.lr": 0.5}))
     with pytest.raises(ConfigError, match="holds no checkpoint"):
         Trainer(make_train_config(tmp_path / "empty", resume="true"))
 
@@ -62,7 +62,11 @@ def test_train_cli_writes_report_bundle_and_loadable_policy(tmp_path):
         "experiment=quick",
         "logger=local",
         "logger.progress=false",
-        "train.offline_steps=100",
+        "base.steps=100",
+        "train.env_steps=300",
+        "train.eval_every=150",
+        "algo.warmup_env_steps=100",
+        "algo.critic_warmup_updates=50",
         "eval.n_episodes=5",
         f"hydra.run.dir={tmp_path}/run",
         cwd=tmp_path,
@@ -71,7 +75,9 @@ def test_train_cli_writes_report_bundle_and_loadable_policy(tmp_path):
     run = tmp_path / "run"
     for name in ("report.md", "metrics.jsonl", "eval.json", "learning_curve.png", "bundle/bundle.json"):
         assert (run / name).is_file(), name
-    assert "| base policy (after imitation) |" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "| base policy (imitation) |" in report and "| refined (residual) |" in report
+    assert (run / "base_bundle" / "bundle.json").is_file()
     import robot_rl
 
     policy = robot_rl.load_policy(run / "bundle")
@@ -85,7 +91,7 @@ def test_train_cli_writes_report_bundle_and_loadable_policy(tmp_path):
             ["task=nope"],
             "error: unknown task 'nope'; valid options: lift, peg_insert, point_reach, push, reach",
         ),
-        (["task=point_reach", "algo.lr=-1"], "error: algo.lr must be > 0, got -1.0"),
+        (["task=point_reach", "base.lr=-1"], "error: base.lr must be > 0, got -1.0"),
         (
             ["task=point_reach", "policy.chunk_size=80"],
             "error: policy.chunk_size=80 is longer than the task horizon",
@@ -97,3 +103,51 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, args, message):
     assert out.returncode == 2
     assert out.stderr.strip().startswith(message) and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("algo", ["residual", "sac"])
+def test_online_exact_resume(tmp_path, algo):
+    """Online phase: N env steps straight == stop at an episode end + resume, bit for bit."""
+    from tests.conftest import make_train_config
+
+    small = {
+        "algo": algo,
+        "base.steps": 30,
+        "train.env_steps": 160,
+        "train.eval_every": 80,
+        "train.eval_episodes": 2,
+        "train.checkpoint_every": 40,
+        "algo.warmup_env_steps": 40,
+        "algo.critic_warmup_updates": 5,
+        "algo.batch_size": 16,
+        "algo.utd": 2,
+        "eval.n_episodes": 2,
+    }
+    straight = Trainer(make_train_config(tmp_path / "a", **small))
+    done = straight.run()
+    assert done.finished and done.env_steps == 160
+
+    first = Trainer(make_train_config(tmp_path / "b", **small))
+    stopped = first.run(until_env_step=70)
+    assert not stopped.finished and 70 <= stopped.env_steps < 160
+    del first
+    resumed = Trainer(make_train_config(tmp_path / "b", resume="true", **small))
+    resumed.run()
+    _assert_equal_trees(straight.algo.state_dict(), resumed.algo.state_dict())
+    assert straight.history == resumed.history
+    assert len(straight.online_buffer) == len(resumed.online_buffer)
+
+
+def _assert_equal_trees(a, b, path=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_equal_trees(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, (list, tuple)):  # tuples come back as lists from JSON
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal_trees(x, y, f"{path}/{i}")
+    else:
+        assert a == b, path

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"algo.lr": -1}, "algo.lr must be > 0, got -1"),
+        ({"base.lr": -1}, "base.lr must be > 0, got -1"),
         ({"policy.chunk_size": 60}, "policy.chunk_size=60 is longer than the task horizon task.horizon=40"),
         ({"policy.execution_horizon": 9}, "policy.execution_horizon=9 exceeds policy.chunk_size=8"),
         ({"task.env_id": "robot_rl/Nope-v0"}, "task.env_id='robot_rl/Nope-v0' is not valid"),
