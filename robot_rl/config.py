@@ -63,6 +63,7 @@ class TaskConfig:
 class DemoConfig:
     """Scripted-expert demonstrations collected at the start of a run."""
 
+    path: str = ""  # an episode store (robot-rl-collect, LeRobot/robomimic import) instead of collecting
     n_episodes: int = 50
     expert_noise: float = 0.0  # std of Gaussian noise on the normalized expert action
     hesitation: float = 0.0  # per-step probability that the expert pauses

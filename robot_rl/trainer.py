@@ -34,12 +34,12 @@ from robot_rl.algos import ALGOS
 from robot_rl.algos.bc import BC
 from robot_rl.config import DemoConfig, TaskConfig, TrainConfig
 from robot_rl.core.checkpoint import CheckpointManager
-from robot_rl.core.errors import ConfigError
+from robot_rl.core.errors import ConfigError, DataError
 from robot_rl.core.logging import MetricLogger
 from robot_rl.core.replay import MixedSampler, ReplayBuffer
 from robot_rl.core.seeding import capture_rng_state, restore_rng_state, seed_everything
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
-from robot_rl.data.demos import ChunkDataset, Episode
+from robot_rl.data.demos import ChunkDataset, Episode, load_demos
 from robot_rl.deploy.bundle import load_policy
 from robot_rl.envs import expert_action
 from robot_rl.envs.wrappers import BASE_ACTION_KEY, relabel_base_actions
@@ -78,7 +78,7 @@ def collect_episodes(
     env: gym.Env | None = None,
 ) -> dict[str, int]:
     """Roll the scripted expert on seeds ``demos.seed_offset + i``; hand each kept episode to
-    ``on_episode(index, episode)`` (failures are dropped unless ``demos.keep_failures``)."""
+    ``on_episode(i, episode)`` (``i``: the attempt; failures are dropped unless ``demos.keep_failures``)."""
     from tqdm.auto import tqdm
 
     own_env = env is None
@@ -109,7 +109,7 @@ def collect_episodes(
                     terminated=bool(terminated),
                 )
                 if on_episode is not None:
-                    on_episode(kept, episode)
+                    on_episode(i, episode)
                 kept += 1
     finally:
         if own_env:
@@ -221,8 +221,17 @@ class Trainer:
     # --- data ---
 
     def collect_demos(self) -> list[Episode]:
-        """Scripted-expert episodes on seeds ``demos.seed_offset + i`` (see :func:`collect_episodes`)."""
-        episodes: list[Episode] = []
+        """Episodes from ``demos.path`` (an episode store) or scripted-expert episodes on seeds
+        ``demos.seed_offset + i`` (see :func:`collect_episodes`)."""
+        if self.cfg.demos.path:
+            episodes = load_demos(self.cfg.demos.path, keep_failures=self.cfg.demos.keep_failures)
+            if episodes and episodes[0].states.shape[1] != self.obs_spec.state_dim:
+                raise DataError(
+                    f"{self.cfg.demos.path}: stored states have {episodes[0].states.shape[1]} dims, "
+                    f"task {self.cfg.task.env_id} has {self.obs_spec.state_dim}"
+                )
+            return episodes
+        episodes = []
         env = make_env(self.cfg)
         try:
             collect_episodes(

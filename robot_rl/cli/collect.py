@@ -1,14 +1,13 @@
 """``robot-rl-collect``: record scripted-expert demonstrations of a task.
 
-``robot-rl-collect task=lift n_episodes=50 expert_noise=0.1 out=data/lift_demos`` writes one
-``episode_<i>.npz`` per episode (written to a temporary name and renamed, so a crash loses at most
-the episode in progress) plus ``meta.json``; failed episodes are dropped unless
-``keep_failures=true``.
+``robot-rl-collect task=lift n_episodes=50 expert_noise=0.1 out=data/lift_demos`` appends the
+episodes to an episode store (``docs/data.md``: one file per episode, written to a temporary name
+and renamed, so a crash loses at most the episode in progress); failed episodes are dropped unless
+``keep_failures=true``. Train on them with ``robot-rl-train demos.path=data/lift_demos``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,16 @@ class CollectConfig:
 
 
 def _run(cfg: Any) -> None:
-    import numpy as np
     from hydra.core.hydra_config import HydraConfig
 
-    from robot_rl.core.serialization import write_atomic_bytes
+    from robot_rl.data.demos import episode_to_record
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.trainer import collect_episodes
 
     cfg.run_dir = HydraConfig.get().runtime.output_dir
     ccfg: CollectConfig = to_dataclass(cfg)
     out = Path(ccfg.out or Path(ccfg.run_dir) / "demos")
-    out.mkdir(parents=True, exist_ok=True)
+    store = EpisodeStore(out, create=True, fps=ccfg.task.control_hz, env_id=ccfg.task.env_id)
     demos = replace(
         DemoConfig(),
         n_episodes=ccfg.n_episodes,
@@ -53,34 +52,17 @@ def _run(cfg: Any) -> None:
         keep_failures=ccfg.keep_failures,
         seed_offset=ccfg.seed_offset,
     )
-    n_saved = 0
+    meta = {"env_id": ccfg.task.env_id, "expert_noise": ccfg.expert_noise, "hesitation": ccfg.hesitation}
 
-    def save(index: int, episode: Any) -> None:
-        nonlocal n_saved
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            states=episode.states,
-            actions=episode.actions,
-            rewards=episode.rewards,
-            success=np.array(episode.success),
-            task=np.array(episode.task),
-        )
-        write_atomic_bytes(out / f"episode_{index:06d}.npz", buffer.getvalue())
-        n_saved += 1
+    def save(attempt: int, episode: Any) -> None:
+        seed = ccfg.seed_offset + attempt
+        store.append(episode_to_record(episode, "scripted_expert", {**meta, "seed": seed}))
 
     stats = collect_episodes(ccfg.task, demos, progress=True, on_episode=save)
-    meta = {
-        "task": ccfg.task.env_id,
-        "expert_noise": ccfg.expert_noise,
-        "hesitation": ccfg.hesitation,
-        "episodes": n_saved,
-        **stats,
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    print(f"{n_saved} episodes ({stats['successes']}/{stats['attempted']} successful) written to {out}")
+    print(
+        f"{stats['kept']} episodes ({stats['successes']}/{stats['attempted']} successful) appended to {out} "
+        f"(now {len(store)} episodes)"
+    )
 
 
 def register() -> None:

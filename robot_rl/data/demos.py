@@ -92,3 +92,54 @@ class ChunkDataset:
         for key, value in state.items():
             setattr(obj, key, np.asarray(value))
         return obj
+
+
+def episode_to_record(episode: Episode, source: str = "scripted_expert", metadata: dict | None = None):
+    """An in-memory demonstration as an :class:`~robot_rl.data.episode_store.EpisodeRecord`."""
+    from robot_rl.data.episode_store import EpisodeRecord
+
+    if episode.final_state is None:
+        raise DataError("episode has no final observation; the episode store keeps T+1 observations")
+    T = len(episode.actions)
+    terminated = np.zeros(T, bool)
+    terminated[-1] = episode.terminated
+    truncated = np.zeros(T, bool)
+    truncated[-1] = not episode.terminated
+    return EpisodeRecord(
+        observations={"state": np.concatenate([episode.states, episode.final_state[None]])},
+        actions=episode.actions,
+        rewards=episode.rewards,
+        terminated=terminated,
+        truncated=truncated,
+        is_demo=np.ones(T, bool),
+        reward_source="sim",
+        source=source,
+        task=episode.task,
+        success=episode.success,
+        metadata=metadata or {},
+    )
+
+
+def episode_from_record(record, path: str = "") -> Episode:
+    """The state-only view of a stored episode that imitation and the prior buffer train on."""
+    if "state" not in record.observations:
+        raise DataError(f"{path or 'episode'}: no 'state' observation (keys: {sorted(record.observations)})")
+    states = record.observations["state"]
+    return Episode(
+        states=states[:-1],
+        actions=record.actions,
+        rewards=record.rewards,
+        success=bool(record.success),
+        task=record.task,
+        final_state=states[-1],
+        terminated=bool(record.terminated[-1]),
+    )
+
+
+def load_demos(root: str, keep_failures: bool = False) -> list[Episode]:
+    """Episodes of an episode store (successful ones unless ``keep_failures``), loaded one by one."""
+    from robot_rl.data.episode_store import EpisodeStore
+
+    store = EpisodeStore(root)
+    indices = range(len(store)) if keep_failures else store.filter(success=True)
+    return [episode_from_record(store[i], f"{root} episode {i}") for i in indices]

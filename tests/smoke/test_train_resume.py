@@ -151,3 +151,26 @@ def _assert_equal_trees(a, b, path=""):
             _assert_equal_trees(x, y, f"{path}/{i}")
     else:
         assert a == b, path
+
+
+def test_collect_cli_writes_a_store_the_trainer_reads(tmp_path):
+    from robot_rl.data.episode_store import EpisodeStore
+    from tests.conftest import make_train_config
+
+    out = _cli(
+        "robot_rl.cli.collect",
+        "task=point_reach",
+        "n_episodes=3",
+        "expert_noise=0.1",
+        f"out={tmp_path}/demos",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    store = EpisodeStore(tmp_path / "demos")
+    assert len(store) == 3 and store[0].source == "scripted_expert" and store[0].is_demo.all()
+    assert store[0].metadata["seed"] == 10_000
+    trainer = Trainer(make_train_config(tmp_path / "t", **{"demos.path": str(tmp_path / "demos")}))
+    demos = trainer.collect_demos()
+    assert len(demos) == 3
+    assert (demos[0].states == store[0].observations["state"][:-1]).all()
