@@ -389,7 +389,7 @@ class Trainer:
         if self.dataset is None:
             assert self.demos is not None
             self.dataset = ChunkDataset(self.demos, cfg.policy.obs_horizon, cfg.policy.chunk_size)
-            self.policy.fit_normalizer(self.dataset.states)
+            self.policy.fit_normalizer(self.dataset.states, self.dataset.actions)
         end = cfg.base.steps if until_step is None else min(until_step, cfg.base.steps)
         bar = tqdm(
             total=cfg.base.steps,

@@ -39,8 +39,9 @@ NORMALIZATION_FILE = "normalization.safetensors"
 
 
 def _is_normalization(key: str) -> bool:
-    """Normalization statistics live in modules named ``normalizer`` (also nested: ``base.normalizer.*``)."""
-    return "normalizer" in key.split(".")[:-1]
+    """Normalization statistics live in modules named ``*normalizer`` (``normalizer.*``,
+    ``action_normalizer.*``, nested ``base.normalizer.*``)."""
+    return any(part.endswith("normalizer") for part in key.split(".")[:-1])
 
 
 def config_hash(config_yaml: str) -> str:

@@ -23,11 +23,13 @@ class PolicyConfig:
     obs_horizon: int = 1  # To: observations the policy sees
     chunk_size: int = 1  # Ta: actions predicted per inference
     execution_horizon: int = 1  # actions executed from each chunk before re-planning
+    action_headroom: float = 0.0  # widen the data's action range by this fraction (room for a residual)
 
     def __post_init__(self) -> None:
         check_positive("policy.obs_horizon", self.obs_horizon)
         check_positive("policy.chunk_size", self.chunk_size)
         check_positive("policy.execution_horizon", self.execution_horizon)
+        check_positive("policy.action_headroom", self.action_headroom, allow_zero=True)
         check(
             self.execution_horizon <= self.chunk_size,
             f"policy.execution_horizon={self.execution_horizon} exceeds policy.chunk_size={self.chunk_size}",
@@ -53,7 +55,8 @@ class Policy(Protocol):
     def after_optimizer_step(self) -> None:
         """Called by the trainer after each optimizer step on the policy (EMA updates etc.)."""
 
-    def fit_normalizer(self, states: np.ndarray) -> None:
-        """Compute normalization statistics from training data ``[N, Ds]`` (once, before training)."""
+    def fit_normalizer(self, states: np.ndarray, actions: np.ndarray | None = None) -> None:
+        """Normalization statistics from the training data, ``states [N, Ds]`` and ``actions [N, Da]``
+        (once, before training; saved in the bundle)."""
 
     def to(self, device: Any) -> Any: ...

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from robot_rl.config import check
-from robot_rl.core.networks import StateNormalizer, mlp
+from robot_rl.core.networks import ActionNormalizer, StateNormalizer, mlp
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.policies import POLICIES
 from robot_rl.policies.base import PolicyConfig
@@ -31,9 +31,13 @@ class BCChunkConfig(PolicyConfig):
     chunk_size: int = 8
     execution_horizon: int = 4
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    # ACT temporal ensembling: > 0 re-plans every step and averages every chunk's prediction for the
+    # current step with weights exp(-m·i), i = 0 for the oldest (ACT uses m = 0.01); 0 = off.
+    temporal_ensemble_decay: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(self.temporal_ensemble_decay >= 0, "policy.temporal_ensemble_decay must be >= 0")
         check(
             len(self.hidden_dims) > 0 and all(h > 0 for h in self.hidden_dims),
             f"policy.hidden_dims must be positive widths, got {self.hidden_dims}",
@@ -41,6 +45,16 @@ class BCChunkConfig(PolicyConfig):
 
 
 # --- math ---
+
+
+def temporal_ensemble(predictions: list[np.ndarray], decay: float) -> np.ndarray:
+    """ACT's weighted average of the predictions for one step, oldest first: ``w_i = exp(-decay·i)``.
+
+    Args:
+        predictions: ``[Da]`` actions predicted for the current step by successive chunks (oldest first).
+    """
+    weights = np.exp(-decay * np.arange(len(predictions)))
+    return (weights[:, None] * np.stack(predictions)).sum(0) / weights.sum()
 
 
 def masked_chunk_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -65,27 +79,35 @@ class BCChunkPolicy(nn.Module):
         self.obs_spec = obs_spec
         self.action_spec = action_spec
         self.normalizer = StateNormalizer(obs_spec.state_dim)
+        self.action_normalizer = ActionNormalizer(action_spec.dim, headroom=cfg.action_headroom)
         self.net = mlp(
             cfg.obs_horizon * obs_spec.state_dim, cfg.hidden_dims, cfg.chunk_size * action_spec.dim
         )
         self._history: deque[np.ndarray] = deque(maxlen=cfg.obs_horizon)
         self._queue: deque[np.ndarray] = deque()
+        self._chunks: deque[np.ndarray] = deque()  # temporal ensembling: chunks still covering future steps
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def fit_normalizer(self, states: np.ndarray) -> None:
+    def fit_normalizer(self, states: np.ndarray, actions: np.ndarray | None = None) -> None:
         self.normalizer.fit(torch.as_tensor(states, dtype=torch.float32, device=self.device))
+        if actions is not None:
+            self.action_normalizer.fit(torch.as_tensor(actions, dtype=torch.float32, device=self.device))
 
-    def predict_chunk(self, obs_state: torch.Tensor) -> torch.Tensor:
-        """``obs_state [B, To, Ds]`` -> action chunk ``[B, Ta, Da]`` in ``[-1, 1]``."""
+    def _normalized_chunk(self, obs_state: torch.Tensor) -> torch.Tensor:
         x = self.normalizer(obs_state).flatten(1)
         return torch.tanh(self.net(x)).view(-1, self.cfg.chunk_size, self.action_spec.dim)
+
+    def predict_chunk(self, obs_state: torch.Tensor) -> torch.Tensor:
+        """``obs_state [B, To, Ds]`` -> action chunk ``[B, Ta, Da]`` in env units, clipped to ``[-1, 1]``."""
+        return self.action_normalizer.denormalize(self._normalized_chunk(obs_state)).clamp(-1.0, 1.0)
 
     def reset(self) -> None:
         self._history.clear()
         self._queue.clear()
+        self._chunks.clear()
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -94,9 +116,17 @@ class BCChunkPolicy(nn.Module):
             self._history.extend([state] * self.cfg.obs_horizon)
         else:
             self._history.append(state)
+        hist = lambda: torch.as_tensor(np.stack(self._history), device=self.device)[None]  # noqa: E731
+        if self.cfg.temporal_ensemble_decay > 0:
+            # every step: a new chunk; the k-th newest chunk's entry k predicts the current step
+            self._chunks.append(self.predict_chunk(hist())[0].cpu().numpy())
+            while len(self._chunks) > self.cfg.chunk_size:
+                self._chunks.popleft()
+            n = len(self._chunks)
+            predictions = [chunk[n - 1 - i] for i, chunk in enumerate(self._chunks)]  # oldest first
+            return temporal_ensemble(predictions, self.cfg.temporal_ensemble_decay).astype(np.float32)
         if not self._queue:
-            hist = torch.as_tensor(np.stack(self._history), device=self.device)[None]
-            chunk = self.predict_chunk(hist)[0].cpu().numpy()
+            chunk = self.predict_chunk(hist())[0].cpu().numpy()
             self._queue.extend(chunk[: self.cfg.execution_horizon])
         return self._queue.popleft()
 
@@ -110,4 +140,5 @@ class BCChunkPolicy(nn.Module):
         """No EMA or other post-step state for this policy."""
 
     def bc_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return masked_chunk_mse(self.predict_chunk(batch["obs_state"]), batch["action"], batch["action_mask"])
+        target = self.action_normalizer.normalize(batch["action"])  # the loss lives in the normalized space
+        return masked_chunk_mse(self._normalized_chunk(batch["obs_state"]), target, batch["action_mask"])

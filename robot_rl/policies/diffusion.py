@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from robot_rl.config import check, check_choice, check_positive
-from robot_rl.core.networks import StateNormalizer
+from robot_rl.core.networks import ActionNormalizer, StateNormalizer
 from robot_rl.core.types import PIXELS_PREFIX, STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.policies import POLICIES
 from robot_rl.policies.base import PolicyConfig
@@ -257,6 +257,7 @@ class DiffusionPolicy(nn.Module):
         self.action_spec = action_spec
         self.cameras = sorted(obs_spec.cameras)
         self.normalizer = StateNormalizer(obs_spec.state_dim)
+        self.action_normalizer = ActionNormalizer(action_spec.dim, headroom=cfg.action_headroom)
         self.model = DiffusionModel(cfg, obs_spec, action_spec)
         self.ema = _parameters_to_buffers(copy.deepcopy(self.model)).eval()
         self.register_buffer("ema_step", torch.zeros((), dtype=torch.long))
@@ -283,8 +284,10 @@ class DiffusionPolicy(nn.Module):
         """Re-seed the sampling noise generator (``reset()`` does not)."""
         self.generator.manual_seed(int(seed))
 
-    def fit_normalizer(self, states: np.ndarray) -> None:
+    def fit_normalizer(self, states: np.ndarray, actions: np.ndarray | None = None) -> None:
         self.normalizer.fit(torch.as_tensor(states, dtype=torch.float32, device=self.device))
+        if actions is not None:
+            self.action_normalizer.fit(torch.as_tensor(actions, dtype=torch.float32, device=self.device))
 
     def reset(self) -> None:
         """Forget the observation history, the queued actions and the RTI warm-start chunk."""
@@ -330,7 +333,7 @@ class DiffusionPolicy(nn.Module):
         warm_start: torch.Tensor | None = None,
         use_ema: bool = True,
     ) -> torch.Tensor:
-        """One sampled chunk ``[B, Ta, Da]`` for ``obs_state [B, To, Ds]``.
+        """One sampled chunk ``[B, Ta, Da]`` (env units, in ``[-1, 1]``) for ``obs_state [B, To, Ds]``.
 
         ``pixels``: camera -> uint8 ``[B, To, H, W, 3]`` (required when the spec has cameras).
 
@@ -341,11 +344,16 @@ class DiffusionPolicy(nn.Module):
         cond = self.encode(batch, use_ema)
         shape = (obs_state.shape[0], self.cfg.chunk_size, self.action_spec.dim)
         if warm_start is None:
-            return self.denoise(cond, self._noise(shape), self.timesteps, use_ema)
+            return self._to_env(self.denoise(cond, self._noise(shape), self.timesteps, use_ema))
         steps = self.timesteps[-self.cfg.rti_steps :]
         t0 = torch.full((shape[0],), steps[0], dtype=torch.long, device=self.device)
-        x = self.noise_scheduler.add_noise(warm_start, self._noise(shape), t0)  # DDPM eq. 4 at τ_{S-k+1}
-        return self.denoise(cond, x, steps, use_ema)
+        warm = self.action_normalizer.normalize(warm_start)
+        x = self.noise_scheduler.add_noise(warm, self._noise(shape), t0)  # DDPM eq. 4 at τ_{S-k+1}
+        return self._to_env(self.denoise(cond, x, steps, use_ema))
+
+    def _to_env(self, normalized: torch.Tensor) -> torch.Tensor:
+        """Sampler output (normalized action space) -> env units, clipped to the action box."""
+        return self.action_normalizer.denormalize(normalized).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def sample(self, obs_batch: dict[str, torch.Tensor], n: int, use_ema: bool = True) -> torch.Tensor:
@@ -357,7 +365,8 @@ class DiffusionPolicy(nn.Module):
         b = cond.shape[0]
         cond = cond.repeat_interleave(n, dim=0)  # [B·n, Dc], candidate-major within each observation
         x = self._noise((b * n, self.cfg.chunk_size, self.action_spec.dim))
-        return self.denoise(cond, x, self.timesteps, use_ema).view(b, n, self.cfg.chunk_size, -1)
+        chunks = self._to_env(self.denoise(cond, x, self.timesteps, use_ema))
+        return chunks.view(b, n, self.cfg.chunk_size, -1)
 
     # --- acting ---
 
@@ -395,7 +404,7 @@ class DiffusionPolicy(nn.Module):
         ``batch``: ``obs_state [B, To, Ds]`` (+ ``obs_pixels/<cam>``), ``action [B, Ta, Da]``,
         ``action_mask [B, Ta]``.
         """
-        x0 = batch["action"]
+        x0 = self.action_normalizer.normalize(batch["action"])  # diffuse in the normalized action space
         cond = self.encode(batch, use_ema=False)
         eps = torch.randn_like(x0)
         t = torch.randint(0, self.cfg.num_train_timesteps, (x0.shape[0],), device=x0.device)

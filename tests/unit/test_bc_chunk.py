@@ -55,3 +55,63 @@ def test_nan_in_demo_data_is_refused():
 
     with pytest.raises(DataError, match="'actions' contains NaN"):
         Episode(np.zeros((2, 1)), np.array([[0.0], [np.nan]]), np.zeros(2), True)
+
+
+def test_action_normalizer_by_hand():
+    from robot_rl.core.networks import ActionNormalizer
+
+    norm = ActionNormalizer(2, headroom=0.1, range_floor=0.1)
+    norm.fit(torch.tensor([[0.0, -1.0], [0.5, 1.0], [0.25, 0.0]]))
+    # dim 0: low 0, high 0.5 -> center 0.25, half range 0.25 * 1.1 = 0.275
+    # dim 1: low -1, high 1 -> center 0, half range 1 * 1.1 = 1.1
+    assert norm.center.tolist() == pytest.approx([0.25, 0.0])
+    assert norm.half_range.tolist() == pytest.approx([0.275, 1.1])
+    x = torch.tensor([[0.5, 1.0]])
+    assert norm.normalize(x).tolist()[0] == pytest.approx([0.25 / 0.275, 1 / 1.1])
+    assert torch.allclose(norm.denormalize(norm.normalize(x)), x)
+    flat = ActionNormalizer(1, range_floor=0.1)
+    flat.fit(torch.tensor([[0.3], [0.3]]))  # an unused dimension: the range is floored at 0.1
+    assert flat.half_range.item() == pytest.approx(0.05)
+
+
+def test_bundle_keeps_action_statistics_in_normalization_file(tmp_path):
+    from safetensors.torch import load_file
+
+    from robot_rl.deploy.bundle import save_bundle
+
+    policy = BCChunkPolicy(
+        BCChunkConfig(chunk_size=2, execution_horizon=1, hidden_dims=[8]),
+        ObsSpec(2),
+        ActionSpec.normalized(1),
+    )
+    policy.fit_normalizer(np.zeros((4, 2)), np.array([[0.0], [0.5], [0.2], [0.1]]))
+    path = save_bundle(tmp_path / "b", policy)
+    assert set(load_file(str(path / "normalization.safetensors"))) == {
+        "normalizer.mean",
+        "normalizer.std",
+        "action_normalizer.center",
+        "action_normalizer.half_range",
+    }
+
+
+def test_temporal_ensemble_by_hand():
+    from robot_rl.policies.bc_chunk import temporal_ensemble
+
+    # weights exp(0)=1 and exp(-ln 2)=0.5: (1·2 + 0.5·5) / 1.5 = 3
+    out = temporal_ensemble([np.array([2.0]), np.array([5.0])], decay=np.log(2))
+    assert out.tolist() == pytest.approx([3.0])
+
+
+def test_temporal_ensembling_averages_overlapping_chunks():
+    policy = BCChunkPolicy(
+        BCChunkConfig(chunk_size=3, execution_horizon=1, hidden_dims=[4], temporal_ensemble_decay=np.log(2)),
+        ObsSpec(1),
+        ActionSpec.normalized(1),
+    )
+    chunks = iter([torch.tensor([[[0.1], [0.2], [0.3]]]), torch.tensor([[[0.4], [0.5], [0.6]]])])
+    policy.predict_chunk = lambda x: next(chunks)  # type: ignore[method-assign]
+    assert policy.act({"state": np.zeros(1, np.float32)}).tolist() == pytest.approx([0.1])
+    # step 1: the first chunk's entry 1 (0.2, weight 1) and the second chunk's entry 0 (0.4, weight 0.5)
+    assert policy.act({"state": np.zeros(1, np.float32)}).tolist() == pytest.approx([(0.2 + 0.5 * 0.4) / 1.5])
+    policy.reset()
+    assert not policy._chunks
