@@ -1,0 +1,202 @@
+"""Base-policy benchmark: imitation success on our tasks and inference latency on one CPU thread.
+
+``robot-rl-bench policies [--tasks lift,peg_insert] [--policies bc_chunk,diffusion]
+[--presets expert,base_for_rl] [--episodes 50] [--seed 0] [--out result.json]``
+
+Success: for each task × policy × demo preset, a base policy is trained by imitation
+(``algo=bc``, the run's defaults: 50 demos, 2000 updates, batch 256) and evaluated on the fixed
+seeds ``0 .. episodes-1`` (the same list for every row); success with its Wilson 95 % interval.
+Presets (``PRESETS`` below): ``expert`` = zero-noise expert demos; ``base_for_rl`` = the noisy
+demos the RL benchmarks start from (30-70 % base success is the target, leaving room for RL).
+
+Latency (``--latency``, on by default): ``torch.set_num_threads(1)``; the median over 200 calls of
+``act()`` that compute a new chunk (``bc_chunk``; ``diffusion`` with DDIM-10 and with the
+real-time-iteration warm start), measured on a freshly initialized policy of the default size
+(weights do not change the cost). Denoiser evaluations per chunk are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# task -> preset -> (demo count, expert noise); base_for_rl values measured in docs/benchmarks.md
+PRESETS: dict[str, dict[str, tuple[int, float]]] = {
+    "reach": {"expert": (50, 0.0), "base_for_rl": (50, 1.0)},
+    "push": {"expert": (50, 0.0), "base_for_rl": (50, 0.7)},
+    "lift": {"expert": (50, 0.0), "base_for_rl": (50, 0.7)},
+    "peg_insert": {"expert": (50, 0.0), "base_for_rl": (50, 0.15)},
+}
+
+
+def train_and_evaluate(
+    task: str,
+    policy: str,
+    n_demos: int,
+    noise: float,
+    episodes: int,
+    seed: int,
+    run_dir: Path,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Imitation-only run through the real CLI config; returns the evaluation as a dict."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from robot_rl.cli.common import config_dir, register_schemas, to_dataclass
+    from robot_rl.trainer import Trainer
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    args = {
+        "task": task,
+        "policy": policy,
+        "algo": "bc",
+        "logger": "local",
+        "logger.progress": "false",
+        "demos.n_episodes": n_demos,
+        "demos.expert_noise": noise,
+        "eval.n_episodes": episodes,
+        "eval.video_episodes": 0,
+        "seed": seed,
+        "device": "cpu",
+        "run_dir": str(run_dir),
+        "train.checkpoint_every": 100000,
+        **(overrides or {}),
+    }
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = to_dataclass(compose("train", overrides=[f"{k}={v}" for k, v in args.items()]))
+    t0 = time.perf_counter()
+    result = Trainer(cfg).run().eval_result
+    assert result is not None
+    lo, hi = result.success_ci95
+    return {
+        "task": task,
+        "policy": policy,
+        "demos": n_demos,
+        "noise": noise,
+        "success": result.success_rate,
+        "ci95": [lo, hi],
+        "episodes": episodes,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def measure_latency(n_calls: int = 200) -> list[dict[str, Any]]:
+    import torch
+
+    from robot_rl.core.types import ActionSpec, ObsSpec
+    from robot_rl.policies.bc_chunk import BCChunkConfig, BCChunkPolicy
+    from robot_rl.policies.diffusion import DiffusionConfig, DiffusionPolicy
+
+    torch.set_num_threads(1)
+    obs_spec, action_spec = ObsSpec(30), ActionSpec.normalized(4)  # Lift-sized state and action
+    rows = []
+    cases = [
+        ("bc_chunk", BCChunkPolicy(BCChunkConfig(), obs_spec, action_spec)),
+        ("diffusion DDIM-10", DiffusionPolicy(DiffusionConfig(), obs_spec, action_spec)),
+        (
+            "diffusion DDIM-10 + RTI",
+            DiffusionPolicy(DiffusionConfig(rti_warm_start=True), obs_spec, action_spec),
+        ),
+    ]
+    for name, policy in cases:
+        policy.eval()
+        calls = [0]
+        denoiser = getattr(getattr(policy, "ema", None), "denoiser", None)
+        if denoiser is not None:  # count denoiser evaluations with a forward pre-hook
+            denoiser.register_forward_pre_hook(lambda _m, _a, c=calls: c.__setitem__(0, c[0] + 1))
+        obs = {"state": np.zeros(30, np.float32)}
+        policy.reset()
+        times, evals_per_chunk = [], []
+        for i in range(n_calls * policy.cfg.execution_horizon + 10):
+            before, replans = calls[0], not policy._queue
+            t0 = time.perf_counter()
+            policy.act(obs)
+            if replans and i >= 10:  # skip warm-up; the first chunk of an RTI run is a full DDIM
+                times.append((time.perf_counter() - t0) * 1e3)
+                evals_per_chunk.append(calls[0] - before)
+        evals = float(np.mean(evals_per_chunk))
+        rows.append(
+            {
+                "policy": name,
+                "ms_per_chunk_p50": statistics.median(times),
+                "ms_per_chunk_p90": float(np.percentile(times, 90)),
+                "denoiser_evals_per_chunk": evals,
+            }
+        )
+    return rows
+
+
+def markdown(results: list[dict[str, Any]], latency: list[dict[str, Any]]) -> str:
+    lines = [
+        "| task | policy | demos | expert noise | success | 95 % CI | wall s |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['task']} | {r['policy']} | {r['demos']} | {r['noise']} | {r['success']:.0%} | "
+            f"{r['ci95'][0]:.0%}–{r['ci95'][1]:.0%} | {r['wall_s']:.0f} |"
+        )
+    if latency:
+        lines += [
+            "",
+            "| policy (1 CPU thread) | ms per new chunk, p50 | p90 | denoiser evals per chunk |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in latency:
+            lines.append(
+                f"| {r['policy']} | {r['ms_per_chunk_p50']:.2f} | {r['ms_per_chunk_p90']:.2f} | "
+                f"{r['denoiser_evals_per_chunk']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-rl-bench policies", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="lift,peg_insert")
+    parser.add_argument("--policies", default="bc_chunk,diffusion")
+    parser.add_argument("--presets", default="expert,base_for_rl")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    tasks, policies, presets = (s.split(",") for s in (args.tasks, args.policies, args.presets))
+    for task in tasks:
+        if task not in PRESETS:
+            print(f"error: unknown task {task!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
+            return 2
+    results = []
+    if not args.latency_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            for task in tasks:
+                for policy in policies:
+                    for preset in presets:
+                        n, noise = PRESETS[task][preset]
+                        row = train_and_evaluate(
+                            task,
+                            policy,
+                            n,
+                            noise,
+                            args.episodes,
+                            args.seed,
+                            Path(tmp) / f"{task}_{policy}_{preset}",
+                        )
+                        row["preset"] = preset
+                        results.append(row)
+                        print(json.dumps(row), flush=True)
+    latency = [] if args.no_latency else measure_latency()
+    print(markdown(results, latency))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"success": results, "latency": latency}, indent=2))
+    return 0
