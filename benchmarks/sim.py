@@ -211,6 +211,7 @@ def _control_hz(env: Any) -> float | None:
 
 def _robosuite_maker() -> tuple[Any, Any, Any, Any]:
     import gymnasium as gym
+
     from robot_rl.sim.robosuite_adapter import _import_robosuite
 
     suite = _import_robosuite()

@@ -21,8 +21,9 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
 import gymnasium as gym
 import mujoco
 import numpy as np
-import robot_rl.assets
 from gymnasium import spaces
+
+import robot_rl.assets
 from robot_rl.sim import randomization as dr
 from robot_rl.sim.arm import FINGER_MAX, Q_READY, Arm
 from robot_rl.sim.controllers import CONTROLLERS

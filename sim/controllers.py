@@ -17,6 +17,7 @@ to the finger target.
 from __future__ import annotations
 
 import numpy as np
+
 from robot_rl.sim.arm import FINGER_MAX, QD_MAX, Arm
 
 # tcp workspace box (m, world frame): x, y, z lower and upper bounds

@@ -10,6 +10,7 @@ h = height gained.
 from __future__ import annotations
 
 import numpy as np
+
 from robot_rl.sim.base import ManipulationEnv
 from robot_rl.sim.expert import move_to
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+
 from robot_rl.sim.base import ManipulationEnv
 from robot_rl.sim.expert import move_to
 

@@ -10,6 +10,7 @@ d_reach the tcp-cube and d_goal the cube-goal x-y distance (m).
 from __future__ import annotations
 
 import numpy as np
+
 from robot_rl.sim.base import ManipulationEnv
 from robot_rl.sim.expert import move_to
 

@@ -8,6 +8,7 @@ Dense reward (when not successful): 1 - tanh(10 d), d = tcp-goal distance (m).
 from __future__ import annotations
 
 import numpy as np
+
 from robot_rl.sim.base import COLOURS, ManipulationEnv
 from robot_rl.sim.expert import move_to
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from robot_rl.sim.latency import LatencyWrapper, ms_to_steps
 
 pytestmark = [pytest.mark.unit]
