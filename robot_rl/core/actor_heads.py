@@ -139,7 +139,8 @@ class TanhGaussianHead(nn.Module):
         if deterministic:
             u = mean
         else:
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            eps_device = generator.device if generator is not None else mean.device
+            eps = torch.randn(mean.shape, generator=generator, device=eps_device).to(mean.device, mean.dtype)
             u = mean + log_std.exp() * eps
         log_prob = tanh_gaussian_log_prob(u, mean, log_std, self.scale)
         return self.scale * torch.tanh(u), log_prob, self.scale * torch.tanh(mean)

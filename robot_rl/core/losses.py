@@ -158,9 +158,10 @@ def smoothed_target_action(
     Returns:
         ``[B, Da]`` smoothed next action ``a'`` for the target critic.
     """
-    noise = torch.randn(
-        next_delta_mean.shape, generator=generator, device=next_delta_mean.device, dtype=next_delta_mean.dtype
-    )
+    # drawn on the generator's device (a CPU generator keeps runs reproducible across devices), then moved
+    noise_device = generator.device if generator is not None else next_delta_mean.device
+    noise = torch.randn(next_delta_mean.shape, generator=generator, device=noise_device)
+    noise = noise.to(next_delta_mean.device, next_delta_mean.dtype)
     noise = (noise * noise_std).clamp(-noise_clip, noise_clip)
     delta = (next_delta_mean + noise).clamp(low, high)
     return (next_base + delta).clamp(low, high)
