@@ -33,7 +33,7 @@ PRESETS: dict[str, dict[str, tuple[int, float]]] = {
     "reach": {"expert": (50, 0.0), "base_for_rl": (10, 1.0)},
     "push": {"expert": (50, 0.0), "base_for_rl": (50, 0.2)},
     "lift": {"expert": (50, 0.0), "base_for_rl": (50, 0.7)},
-    "peg_insert": {"expert": (50, 0.0), "base_for_rl": (50, 0.15)},
+    "peg_insert": {"expert": (50, 0.0), "base_for_rl": (50, 0.11)},
 }
 
 
