@@ -8,6 +8,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+# the venv's console scripts (robot-rl-*) first on PATH for every recipe
+export PATH := $(abspath $(BIN)):$(PATH)
 # headless offscreen rendering for MuJoCo (videos, pixel observations)
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl

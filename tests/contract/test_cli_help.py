@@ -2,6 +2,8 @@
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,8 @@ pytestmark = pytest.mark.unit
     ],
 )
 def test_help(script, expected):
-    path = shutil.which(script)
+    # the console scripts live beside the interpreter (the venv's bin/), which need not be on PATH
+    path = shutil.which(script, path=str(Path(sys.executable).parent)) or shutil.which(script)
     assert path, f"{script} is not installed (pip install -e .)"
     out = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
