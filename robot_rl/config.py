@@ -35,6 +35,7 @@ class TaskConfig:
     reward_type: str = "sparse"
     randomization: str = "none"
     control: str = "ee_delta"
+    ee_yaw: bool = False  # ee_delta with a yaw-rate action (Da = 5) instead of position only (Da = 4)
     horizon: int = 100  # control steps per episode
     control_hz: float = 20.0  # control rate of the task, Hz (recorded in bundles)
     terminate_on_success: bool = True  # end the episode at success (sparse-reward RL, as ResFiT)
@@ -56,6 +57,7 @@ class TaskConfig:
             "control": self.control,
             "horizon": self.horizon,
             "terminate_on_success": self.terminate_on_success,
+            **({"ee_yaw": True} if self.ee_yaw else {}),  # only built-in MuJoCo tasks know this kwarg
         }
 
 

@@ -64,6 +64,7 @@ class ManipulationEnv(gym.Env):
         "reward_type": "sparse",
         "randomization": "none",
         "control": "ee_delta",
+        "ee_yaw": False,
         "render_mode": None,
         "horizon": None,
         "terminate_on_success": False,
@@ -101,7 +102,8 @@ class ManipulationEnv(gym.Env):
             raise ValueError(f"physics timestep {self.model.opt.timestep:.5f} s outside [0.0001, 0.01]")
         self.data = mujoco.MjData(self.model)
         self.arm = Arm(self.model, self.data)
-        self.controller = CONTROLLERS[self.control](self.arm, 1.0 / self.control_hz)
+        yaw = {"yaw": True} if cfg["ee_yaw"] else {}
+        self.controller = CONTROLLERS[self.control](self.arm, 1.0 / self.control_hz, **yaw)
         self._obj_geom_ids = [self.model.geom(n).id for n in self.object_geoms]
         self._obj_body_ids = [int(self.model.geom_bodyid[g]) for g in self._obj_geom_ids]
         self._setup_task()
@@ -156,6 +158,8 @@ class ManipulationEnv(gym.Env):
             bad("reward_type", REWARD_TYPES)
         if cfg["control"] not in CONTROLLERS:
             bad("control", tuple(CONTROLLERS))
+        if not isinstance(cfg["ee_yaw"], bool | np.bool_) or (cfg["ee_yaw"] and cfg["control"] != "ee_delta"):
+            bad("ee_yaw", "True only with control='ee_delta', else False")
         if cfg["render_mode"] not in (None, *self.metadata["render_modes"]):
             bad("render_mode", (None, *self.metadata["render_modes"]))
         h = cfg["horizon"]

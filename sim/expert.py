@@ -28,9 +28,9 @@ def move_to(env: Any, target: np.ndarray, grip: float, gain: float = 1.0) -> np.
         pred = env.arm.tcp_pos
         if pending:
             pred = pred + ctrl.max_delta * np.sum([a[:3] for a in pending], axis=0)
-        action = np.empty(4)
+        action = np.zeros(ctrl.action_dim)  # with ee_yaw the expert holds the yaw (dyaw = 0)
         action[:3] = np.clip(gain * (target - pred) / ctrl.max_delta, -1.0, 1.0)
-        action[3] = grip
+        action[-1] = grip
         return action
     if pending:
         gain = gain / (1.0 + 2.0 * len(pending))  # joint space: stay stable under the delay

@@ -238,3 +238,34 @@ def test_reward_truncation_and_termination() -> None:
     env.reset(seed=0)
     rewards = [env.step(expert_action(env))[1] for _ in range(30)]
     assert 0.0 < rewards[0] < rewards[-1] <= 1.0
+
+
+def test_ee_yaw_turns_the_hand_and_keeps_the_expert_working() -> None:
+    env = gym.make("robot_rl/Lift-v0", ee_yaw=True)
+    assert env.action_space.shape == (5,)
+    env.reset(seed=0)
+    arm = env.unwrapped.arm
+
+    def hand_yaw() -> float:
+        m = arm.tcp_mat  # tcp x axis in the world frame; R_DOWN has it along +x (yaw 0)
+        return float(np.arctan2(m[1, 0], m[0, 0]))
+
+    start_pos, start_yaw = arm.tcp_pos.copy(), hand_yaw()
+    for _ in range(5):  # dyaw = +1: 0.2 rad per step -> 1.0 rad target
+        env.step(np.array([0.0, 0.0, 0.0, 1.0, -1.0], np.float32))
+    for _ in range(10):
+        env.step(np.array([0.0, 0.0, 0.0, 0.0, -1.0], np.float32))
+    turned = (hand_yaw() - start_yaw + np.pi) % (2 * np.pi) - np.pi
+    assert abs(turned - 1.0) < 0.1, turned
+    assert np.linalg.norm(arm.tcp_pos - start_pos) < 0.02
+    env.reset(seed=1)
+    success = False
+    for _ in range(100):
+        _, _, terminated, truncated, info = env.step(expert_action(env))
+        success = success or info["is_success"]
+        if terminated or truncated:
+            break
+    assert success
+    env.close()
+    with pytest.raises(ValueError, match="ee_yaw"):
+        gym.make("robot_rl/Lift-v0", ee_yaw=True, control="joint_pos")
