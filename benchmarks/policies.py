@@ -48,14 +48,9 @@ def train_and_evaluate(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Imitation-only run through the real CLI config; returns the evaluation as a dict."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from robot_rl.cli.common import config_dir, register_schemas, to_dataclass
+    from robot_rl.cli.common import compose
     from robot_rl.trainer import Trainer
 
-    register_schemas()
-    GlobalHydra.instance().clear()
     args = {
         "task": task,
         "policy": policy,
@@ -72,8 +67,7 @@ def train_and_evaluate(
         "train.checkpoint_every": 100000,
         **(overrides or {}),
     }
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = to_dataclass(compose("train", overrides=[f"{k}={v}" for k, v in args.items()]))
+    cfg = compose("train", args)
     t0 = time.perf_counter()
     result = Trainer(cfg).run().eval_result
     assert result is not None

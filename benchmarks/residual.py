@@ -42,10 +42,7 @@ def run_residual(
     run_dir: Path,
     overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from robot_rl.cli.common import config_dir, register_schemas, to_dataclass
+    from robot_rl.cli.common import compose
     from robot_rl.trainer import Trainer
 
     n, noise = PRESETS[task]["base_for_rl"]
@@ -65,10 +62,7 @@ def run_residual(
         "run_dir": str(run_dir),
         **(overrides or {}),
     }
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = to_dataclass(compose("train", overrides=[f"{k}={v}" for k, v in args.items()]))
+    cfg = compose("train", args)
     t0 = time.perf_counter()
     summary = Trainer(cfg).run()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -12,13 +12,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def make_train_config(run_dir, **overrides):
     """A small TrainConfig on PointReach built through hydra's compose API (as the CLI does)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from robot_rl.cli.common import compose
 
-    from robot_rl.cli.common import config_dir, register_schemas, to_dataclass
-
-    register_schemas()
-    GlobalHydra.instance().clear()
     args = {
         "task": "point_reach",
         "logger": "local",
@@ -35,9 +30,7 @@ def make_train_config(run_dir, **overrides):
         "run_dir": str(run_dir),
     }
     args.update({k: str(v) for k, v in overrides.items()})
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = compose("train", overrides=[f"{k}={v}" for k, v in args.items()])
-    return to_dataclass(cfg)
+    return compose("train", args)
 
 
 @pytest.fixture

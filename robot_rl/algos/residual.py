@@ -27,7 +27,7 @@ import torch
 
 from robot_rl.algos import ALGOS
 from robot_rl.core.actor_heads import ResidualHead, compose_action
-from robot_rl.core.algorithm import OnlineAlgoConfig, check_finite_loss, metrics_to_floats
+from robot_rl.core.algorithm import OnlineAlgoConfig, StatefulModules, check_finite_loss, metrics_to_floats
 from robot_rl.core.critics import CriticEnsemble, Reduction, polyak_update
 from robot_rl.core.losses import critic_loss, deterministic_actor_loss, smoothed_target_action, td_target
 from robot_rl.core.networks import StateNormalizer
@@ -82,7 +82,7 @@ class ResidualConfig(OnlineAlgoConfig):
 
 
 @ALGOS.register("residual", ResidualConfig)
-class Residual:
+class Residual(StatefulModules):
     online = True
 
     def __init__(
@@ -204,19 +204,6 @@ class Residual:
             "actor_opt": self.actor_opt,
             "critic_opt": self.critic_opt,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **{k: m.state_dict() for k, m in self._modules().items()},
-            "updates": self.updates,
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, module in self._modules().items():
-            module.load_state_dict(state[key])
-        self.updates = int(state["updates"])
-        self.generator.set_state(state["generator"])
 
     def refined_policy(self) -> torch.nn.Module:
         """The deployable base + residual (:class:`robot_rl.policies.residual.ResidualPolicy`)."""

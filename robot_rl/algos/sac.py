@@ -20,7 +20,7 @@ import torch
 
 from robot_rl.algos import ALGOS
 from robot_rl.core.actor_heads import LearnedTemperature, TanhGaussianHead
-from robot_rl.core.algorithm import OnlineAlgoConfig, check_finite_loss, metrics_to_floats
+from robot_rl.core.algorithm import OnlineAlgoConfig, StatefulModules, check_finite_loss, metrics_to_floats
 from robot_rl.core.critics import CriticEnsemble, Reduction, polyak_update
 from robot_rl.core.losses import critic_loss, sac_actor_loss, soft_td_target
 from robot_rl.core.networks import StateNormalizer
@@ -58,7 +58,7 @@ class SACConfig(OnlineAlgoConfig):
 
 
 @ALGOS.register("sac", SACConfig)
-class SAC:
+class SAC(StatefulModules):
     online = True
 
     def __init__(
@@ -165,19 +165,6 @@ class SAC:
             "critic_opt": self.critic_opt,
             "temperature_opt": self.temperature_opt,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **{k: m.state_dict() for k, m in self._modules().items()},
-            "updates": self.updates,
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, module in self._modules().items():
-            module.load_state_dict(state[key])
-        self.updates = int(state["updates"])
-        self.generator.set_state(state["generator"])
 
     def export_bundle(self, path: str | Path, **metadata: Any) -> Path:
         from robot_rl.deploy.bundle import save_bundle

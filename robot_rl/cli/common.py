@@ -147,3 +147,17 @@ def hydra_entry(
         return main
 
     return decorator
+
+
+def compose(config_name: str, overrides: dict[str, Any]) -> Any:
+    """The frozen dataclass config that ``<entry point> key=value ...`` would build (no hydra run dir,
+    no logging setup): used by benchmarks and tests that drive the library directly."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = hydra_compose(config_name, overrides=[f"{k}={v}" for k, v in overrides.items()])
+    return to_dataclass(cfg)

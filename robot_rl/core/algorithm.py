@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -81,3 +82,32 @@ class OnlineAlgoConfig(AlgoConfig):
 def metrics_to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     """Detach and convert metric tensors to Python floats (one sync point per update)."""
     return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
+
+
+class StatefulModules(abc.ABC):
+    """``state_dict``/``load_state_dict`` for an algorithm made of named modules and optimizers.
+
+    Subclasses list their parts in ``_modules()`` and keep ``self.updates`` (int) and
+    ``self.generator`` (a ``torch.Generator``); loading copies into the existing tensors, so
+    parameter identity (and optimizer references) survive a restore.
+    """
+
+    updates: int
+    generator: torch.Generator
+
+    @abc.abstractmethod
+    def _modules(self) -> dict[str, Any]:
+        """Name -> module or optimizer (anything with ``state_dict``/``load_state_dict``)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **{key: part.state_dict() for key, part in self._modules().items()},
+            "updates": self.updates,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, part in self._modules().items():
+            part.load_state_dict(state[key])
+        self.updates = int(state["updates"])
+        self.generator.set_state(state["generator"])
