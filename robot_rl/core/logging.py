@@ -74,13 +74,17 @@ class MetricLogger:
                 reinit="finish_previous",
             )
             self.run_id = self._wandb_run.id
+            # our "step" restarts per phase (imitation updates, then env steps): wandb's own step
+            # must increase, so charts use "step" as a custom x axis instead
+            self._wandb_run.define_metric("step")
+            self._wandb_run.define_metric("*", step_metric="step")
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         check_metric_names(metrics)
         clean = {k: _to_builtin(v) for k, v in metrics.items()}
         self._file.write(json.dumps({"step": step, **clean}) + "\n")
         if self._wandb_run is not None:
-            self._wandb_run.log(clean, step=step)
+            self._wandb_run.log({**clean, "step": step})
 
     def close(self) -> None:
         self._file.close()

@@ -51,3 +51,36 @@ def test_rng_capture_restore_reproduces_every_stream():
     first = (random.random(), np.random.rand(), torch.rand(1).item(), gen.random())
     restore_rng_state(state, {"g": gen})
     assert (random.random(), np.random.rand(), torch.rand(1).item(), gen.random()) == first
+
+
+def test_wandb_gets_a_custom_step_axis(monkeypatch, tmp_path):
+    """Phases restart "step" (imitation updates, then env steps); wandb's own step must not go back."""
+    import sys
+    import types
+
+    calls = []
+
+    class FakeRun:
+        id = "run123"
+
+        def define_metric(self, name, step_metric=None):
+            calls.append(("define", name, step_metric))
+
+        def log(self, data, step=None):
+            calls.append(("log", data, step))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = types.SimpleNamespace(init=lambda **kwargs: FakeRun())
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    logger = MetricLogger(tmp_path, wandb_mode="offline")
+    logger.log({"loss/bc": 1.0}, step=2000)
+    logger.log({"eval/success_rate": 0.5}, step=0)
+    logger.close()
+    assert ("define", "*", "step") in calls
+    logs = [c for c in calls if c[0] == "log"]
+    assert logs == [
+        ("log", {"loss/bc": 1.0, "step": 2000}, None),
+        ("log", {"eval/success_rate": 0.5, "step": 0}, None),
+    ]
