@@ -291,7 +291,12 @@ class ReplayBuffer:
     # --- persistence ---
 
     def state_dict(self) -> dict[str, Any]:
-        """Arrays and scalars only (safetensors/JSON via ``robot_rl.core.serialization``); copies."""
+        """Arrays and scalars only (safetensors/JSON via ``robot_rl.core.serialization``); copies.
+
+        Only the filled slots ``[:size]`` are saved (the ring fills from slot 0, so until it wraps
+        the data is a prefix): a checkpoint of a mostly empty buffer stays small.
+        """
+        n = self._size
         return {
             "config": {
                 "capacity": self.capacity,
@@ -300,9 +305,9 @@ class ReplayBuffer:
                 "action_dim": self.action_dim,
                 "sample_open_episodes": int(self.sample_open_episodes),
             },
-            "obs": {k: v.copy() for k, v in self._obs.items()},
-            "next_obs": {k: v.copy() for k, v in self._next_obs.items()},
-            "fields": {k: v.copy() for k, v in self._a.items()},
+            "obs": {k: v[:n].copy() for k, v in self._obs.items()},
+            "next_obs": {k: v[:n].copy() for k, v in self._next_obs.items()},
+            "fields": {k: v[:n].copy() for k, v in self._a.items()},
             "cursor": self._cursor,
             "size": self._size,
             "num_ready": self._num_ready,
@@ -326,15 +331,16 @@ class ReplayBuffer:
                 raise ConfigError(
                     f"ReplayBuffer.load_state_dict: {key} is {cfg[key]} in the state, {value} here"
                 )
+        n = int(state["size"])
         for k, arr in self._obs.items():
             src = state["obs"].get(k)
-            if src is None or src.shape != arr.shape or src.dtype != arr.dtype:
+            if src is None or src.shape != (n, *arr.shape[1:]) or src.dtype != arr.dtype:
                 raise ConfigError(f"ReplayBuffer.load_state_dict: observation {k!r} has another shape/dtype")
-            np.copyto(arr, src)
-            np.copyto(self._next_obs[k], state["next_obs"][k])
+            arr[:n] = src
+            self._next_obs[k][:n] = state["next_obs"][k]
         for k, arr in self._a.items():
-            np.copyto(arr, np.asarray(state["fields"][k]).astype(arr.dtype, copy=False))
-        self._cursor, self._size = int(state["cursor"]), int(state["size"])
+            arr[:n] = np.asarray(state["fields"][k]).astype(arr.dtype, copy=False)
+        self._cursor, self._size = int(state["cursor"]), n
         self._num_ready, self._next_episode = int(state["num_ready"]), int(state["next_episode"])
         self._open_start, self._open_len = int(state["open_start"]), int(state["open_len"])
         self._pending = [int(i) for i in np.asarray(state["pending"]).reshape(-1)]
