@@ -2,6 +2,8 @@
 
 ``robot-rl-eval bundle=path/to/bundle task=lift n_episodes=50`` writes ``eval.json`` (success rate
 with a Wilson 95 % interval, mean return and length, per-seed success) and ``rollout.mp4``.
+``task.randomization=default`` evaluates under domain randomization; ``inference_ms=50
+actuation_ms=20`` under real-robot delays (``robot_rl.sim.latency.LatencyWrapper``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ class EvalRunConfig:
     n_episodes: int = 50
     seed_offset: int = 0  # seeds seed_offset .. seed_offset + n_episodes - 1 (same list for every policy)
     video_episodes: int = 2
+    # judge the policy under real-robot delays (robot_rl.sim.latency.LatencyWrapper), in milliseconds,
+    # rounded up to whole control steps
+    inference_ms: float = 0.0
+    actuation_ms: float = 0.0
+    obs_ms: float = 0.0
     device: str = "cpu"
     run_dir: str = "."
 
@@ -29,6 +36,8 @@ class EvalRunConfig:
         check(bool(self.bundle), "bundle=<path to a bundle folder> is required")
         check_positive("n_episodes", self.n_episodes)
         check_positive("video_episodes", self.video_episodes, allow_zero=True)
+        for name in ("inference_ms", "actuation_ms", "obs_ms"):
+            check_positive(name, getattr(self, name), allow_zero=True)
 
 
 def _run(cfg: Any) -> None:
@@ -46,7 +55,14 @@ def _run(cfg: Any) -> None:
 
     def make_env() -> gym.Env:
         render = "rgb_array" if ecfg.video_episodes > 0 else None
-        return gym.make(ecfg.task.env_id, render_mode=render, **ecfg.task.make_kwargs())
+        env = gym.make(ecfg.task.env_id, render_mode=render, **ecfg.task.make_kwargs())
+        if ecfg.inference_ms or ecfg.actuation_ms or ecfg.obs_ms:
+            from robot_rl.sim.latency import LatencyWrapper
+
+            env = LatencyWrapper.from_ms(
+                env, ecfg.task.control_hz, ecfg.inference_ms, ecfg.actuation_ms, ecfg.obs_ms
+            )
+        return env
 
     probe = make_env()
     expected = policy.obs_spec.state_dim
@@ -65,8 +81,18 @@ def _run(cfg: Any) -> None:
         video_episodes=ecfg.video_episodes,
         progress=True,
     )
+    latency = {"inference_ms": ecfg.inference_ms, "actuation_ms": ecfg.actuation_ms, "obs_ms": ecfg.obs_ms}
     (run_dir / "eval.json").write_text(
-        json.dumps({"bundle": ecfg.bundle, "task": ecfg.task.env_id, **result.to_json()}, indent=2)
+        json.dumps(
+            {
+                "bundle": ecfg.bundle,
+                "task": ecfg.task.env_id,
+                "randomization": ecfg.task.randomization,
+                "latency": latency,
+                **result.to_json(),
+            },
+            indent=2,
+        )
     )
     lo, hi = result.success_ci95
     print(

@@ -174,3 +174,32 @@ def test_collect_cli_writes_a_store_the_trainer_reads(tmp_path):
     demos = trainer.collect_demos()
     assert len(demos) == 3
     assert (demos[0].states == store[0].observations["state"][:-1]).all()
+
+
+def test_eval_cli_with_latency_and_bad_bundle(tmp_path):
+    import json
+
+    from tests.conftest import make_train_config
+
+    Trainer(make_train_config(tmp_path / "t")).run()
+    bundle = tmp_path / "t" / "bundle"
+    args = [
+        "robot_rl.cli.eval",
+        f"bundle={bundle}",
+        "task=point_reach",
+        "n_episodes=3",
+        "video_episodes=0",
+        "inference_ms=50",
+        "actuation_ms=20",
+        f"hydra.run.dir={tmp_path}/e",
+    ]
+    out = _cli(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert result["latency"] == {"inference_ms": 50.0, "actuation_ms": 20.0, "obs_ms": 0.0}
+    assert result["n_episodes"] == 3 and result["seeds"] == [0, 1, 2]
+    (bundle / "model.safetensors").unlink()
+    out = _cli(
+        *args[:1], f"bundle={bundle}", "task=point_reach", f"hydra.run.dir={tmp_path}/e2", cwd=tmp_path
+    )
+    assert out.returncode == 2 and "missing file" in out.stderr and "model.safetensors" in out.stderr
