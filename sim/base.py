@@ -8,6 +8,7 @@ rendering, the NaN policy) lives here.
 
 from __future__ import annotations
 
+import abc
 import os
 import sys
 from collections import deque
@@ -49,7 +50,7 @@ _WARNINGS = (
 _HOME_CACHE: dict[str, np.ndarray] = {}
 
 
-class ManipulationEnv(gym.Env):
+class ManipulationEnv(gym.Env, abc.ABC):
     """arm7 on a table; subclasses define the objects, the goal, success and the expert."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -187,24 +188,29 @@ class ManipulationEnv(gym.Env):
     def _setup_task(self) -> None:
         """Look up task ids (called once in __init__)."""
 
+    @abc.abstractmethod
     def _task_obs_dim(self) -> int:
-        raise NotImplementedError
+        """Size of the task part of the state vector (objects, goal)."""
 
+    @abc.abstractmethod
     def _reset_task(self) -> None:
         """Place objects/goal from self.np_random and set self.task_text."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _task_obs(self, out: np.ndarray) -> None:
-        raise NotImplementedError
+        """Write the task part of the state into ``out``."""
 
+    @abc.abstractmethod
     def _is_success(self) -> bool:
-        raise NotImplementedError
+        """Success from the true simulator state (task geometry)."""
 
+    @abc.abstractmethod
     def _dense_reward(self) -> float:
-        raise NotImplementedError
+        """Shaped reward for ``reward_type="dense"``."""
 
+    @abc.abstractmethod
     def expert_action(self, noise: float = 0.0, hesitation: float = 0.0) -> np.ndarray:
-        raise NotImplementedError
+        """The scripted expert's next normalized action (see robot_rl.sim.expert)."""
 
     def _initial_gripper(self) -> float:
         return -1.0  # open

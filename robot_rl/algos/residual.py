@@ -28,7 +28,7 @@ import torch
 from robot_rl.algos import ALGOS
 from robot_rl.core.actor_heads import ResidualHead, compose_action
 from robot_rl.core.algorithm import OnlineAlgoConfig, StatefulModules, check_finite_loss, metrics_to_floats
-from robot_rl.core.critics import CriticEnsemble, Reduction, polyak_update
+from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, polyak_update
 from robot_rl.core.losses import critic_loss, deterministic_actor_loss, smoothed_target_action, td_target
 from robot_rl.core.networks import StateNormalizer
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
@@ -74,11 +74,7 @@ class ResidualConfig(OnlineAlgoConfig):
             "weight_decay",
         ):
             check_positive(f"algo.{name}", getattr(self, name), allow_zero=True)
-        for name in ("target_reduction", "actor_reduction"):
-            try:
-                Reduction.parse(getattr(self, name))
-            except ValueError as err:
-                check(False, f"algo.{name}: {err}")
+        check_reductions(self, "target_reduction", "actor_reduction")
 
 
 @ALGOS.register("residual", ResidualConfig)

@@ -21,7 +21,7 @@ import torch
 from robot_rl.algos import ALGOS
 from robot_rl.core.actor_heads import LearnedTemperature, TanhGaussianHead
 from robot_rl.core.algorithm import OnlineAlgoConfig, StatefulModules, check_finite_loss, metrics_to_floats
-from robot_rl.core.critics import CriticEnsemble, Reduction, polyak_update
+from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, polyak_update
 from robot_rl.core.losses import critic_loss, sac_actor_loss, soft_td_target
 from robot_rl.core.networks import StateNormalizer
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
@@ -50,11 +50,7 @@ class SACConfig(OnlineAlgoConfig):
         check(
             all(h > 0 for h in self.hidden_dims), f"algo.hidden_dims must be positive, got {self.hidden_dims}"
         )
-        for name in ("target_reduction", "actor_reduction"):
-            try:
-                Reduction.parse(getattr(self, name))
-            except ValueError as err:
-                check(False, f"algo.{name}: {err}")
+        check_reductions(self, "target_reduction", "actor_reduction")
 
 
 @ALGOS.register("sac", SACConfig)

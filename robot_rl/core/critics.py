@@ -248,6 +248,17 @@ class Reduction:
         return reduce_min_random_subset(q, self.subset_size, generator)
 
 
+def check_reductions(cfg: object, *fields: str) -> None:
+    """Config validation: each named field of ``cfg`` must parse as a :class:`Reduction` (one-line error)."""
+    from robot_rl.core.errors import ConfigError
+
+    for name in fields:
+        try:
+            Reduction.parse(getattr(cfg, name))
+        except ValueError as err:
+            raise ConfigError(f"algo.{name}: {err}") from err
+
+
 # --- target networks ---
 
 
