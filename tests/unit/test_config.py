@@ -49,3 +49,12 @@ def test_trainer_rejects_dictconfig(train_config):
 
     with pytest.raises(TypeError, match="TrainConfig dataclass"):
         Trainer(OmegaConf.structured(train_config()))  # type: ignore[arg-type]
+
+
+def test_experiment_preset_overrides_the_main_config(tmp_path):
+    from robot_rl.cli.common import compose
+
+    cfg = compose("train", {"experiment": "quick", "run_dir": str(tmp_path)})
+    assert cfg.train.env_steps == 1000 and cfg.demos.n_episodes == 10 and cfg.algo.utd == 1
+    cfg = compose("train", {"experiment": "quick", "train.env_steps": 7, "run_dir": str(tmp_path)})
+    assert cfg.train.env_steps == 7  # the command line still wins
