@@ -1,1 +1,1 @@
-"""robot_rl."""
+"""Command-line entry points (the only place hydra is imported)."""

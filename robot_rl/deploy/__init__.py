@@ -1,1 +1,1 @@
-"""robot_rl."""
+"""Deployment: policy bundles (save, validate, load) shared by sim evaluation, the ROS policy node and the learner."""
