@@ -1,1 +1,2 @@
-"""The small shared kernel: registry, serialization, checkpoints, logging, seeding, networks, replay, critics, actor heads, losses (imports only torch and numpy)."""
+"""The small shared kernel (imports only torch and numpy): registry, serialization, checkpoints,
+logging, seeding, networks, replay, critic ensembles, actor heads and losses."""

@@ -1,1 +1,2 @@
-"""Demonstrations and datasets: in-memory episodes and chunk windows, the episode store, LeRobot v3 and robomimic interop."""
+"""Demonstrations and datasets: in-memory episodes and chunk windows, the episode store, and
+LeRobot v3 / robomimic interop."""

@@ -1,1 +1,2 @@
-"""Deployment: policy bundles (save, validate, load) shared by sim evaluation, the ROS policy node and the learner."""
+"""Deployment: policy bundles (save, validate, load), shared by sim evaluation, the ROS policy node
+and the learner."""
