@@ -223,6 +223,16 @@ class ManipulationEnv(gym.Env, abc.ABC):
             mujoco.mj_resetData(self.model, self.data)
         return _HOME_CACHE[self.scene].copy()
 
+    def _obj_pos(self) -> np.ndarray:
+        """Position (m, world) of the task's free object (``self._obj_qadr``: its qpos address)."""
+        return self.data.qpos[self._obj_qadr : self._obj_qadr + 3]
+
+    def _object_pose_obs(self, out: np.ndarray) -> np.ndarray:
+        """Write the object's position and quaternion (w, x, y, z) into ``out[0:7]``; return the position."""
+        pose = self.data.qpos[self._obj_qadr : self._obj_qadr + 7]
+        out[0:7] = pose
+        return pose[:3]
+
     def _pick_colour(self) -> str:
         names = list(COLOURS)
         return names[int(self.np_random.integers(len(names)))]

@@ -16,7 +16,7 @@ import torch
 
 from robot_rl.algos import ALGOS
 from robot_rl.config import ImitationConfig
-from robot_rl.core.algorithm import AlgoConfig, check_finite_loss
+from robot_rl.core.algorithm import AlgoConfig, check_finite_loss, optimizer_step
 from robot_rl.deploy.bundle import save_bundle
 
 
@@ -43,10 +43,7 @@ class BC:
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         loss = self.policy.bc_loss(batch)
         check_finite_loss(loss, self.updates, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        grad_norm = optimizer_step(self.optimizer, loss, self.policy.parameters(), self.cfg.grad_clip)
         self.policy.after_optimizer_step()  # e.g. EMA weights of a diffusion policy
         self.updates += 1
         return {"loss/bc": loss.item(), "train/grad_norm": grad_norm.item()}

@@ -27,7 +27,13 @@ import torch
 
 from robot_rl.algos import ALGOS
 from robot_rl.core.actor_heads import ResidualHead, compose_action
-from robot_rl.core.algorithm import OnlineAlgoConfig, StatefulModules, check_finite_loss, metrics_to_floats
+from robot_rl.core.algorithm import (
+    OnlineAlgoConfig,
+    StatefulModules,
+    check_finite_loss,
+    metrics_to_floats,
+    optimizer_step,
+)
 from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, polyak_update
 from robot_rl.core.losses import critic_loss, deterministic_actor_loss, smoothed_target_action, td_target
 from robot_rl.core.networks import StateNormalizer
@@ -160,10 +166,7 @@ class Residual(StatefulModules):
         q = self.critic(ns, batch["action"])
         loss_q = critic_loss(q, target)
         check_finite_loss(loss_q, self.updates, batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss_q.backward()
-        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
-        self.critic_opt.step()
+        optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         with torch.no_grad():
             q_mean = q.mean(0)
@@ -179,10 +182,7 @@ class Residual(StatefulModules):
             delta = self._delta(self.actor, s, base)
             q_pi = self.actor_reduction(self.critic(ns, compose_action(base, delta)), self.generator)
             loss_pi = deterministic_actor_loss(q_pi, delta, cfg.actor_l2)
-            self.actor_opt.zero_grad(set_to_none=True)
-            loss_pi.backward()
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-            self.actor_opt.step()
+            optimizer_step(self.actor_opt, loss_pi, self.actor.parameters(), cfg.grad_clip)
             polyak_update(self.actor_target, self.actor, cfg.tau)
             metrics.update({"loss/actor": loss_pi, "train/residual_abs": delta.detach().abs().mean()})
         self.updates += 1

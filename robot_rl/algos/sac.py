@@ -20,7 +20,13 @@ import torch
 
 from robot_rl.algos import ALGOS
 from robot_rl.core.actor_heads import LearnedTemperature, TanhGaussianHead
-from robot_rl.core.algorithm import OnlineAlgoConfig, StatefulModules, check_finite_loss, metrics_to_floats
+from robot_rl.core.algorithm import (
+    OnlineAlgoConfig,
+    StatefulModules,
+    check_finite_loss,
+    metrics_to_floats,
+    optimizer_step,
+)
 from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, polyak_update
 from robot_rl.core.losses import critic_loss, sac_actor_loss, soft_td_target
 from robot_rl.core.networks import StateNormalizer
@@ -116,10 +122,7 @@ class SAC(StatefulModules):
         q = self.critic(s, batch["action"])
         loss_q = critic_loss(q, target)
         check_finite_loss(loss_q, self.updates, batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss_q.backward()
-        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.grad_clip)
-        self.critic_opt.step()
+        optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), self.cfg.grad_clip)
         polyak_update(self.critic_target, self.critic, self.cfg.tau)
         metrics = {
             "loss/critic": loss_q,
@@ -129,14 +132,9 @@ class SAC(StatefulModules):
         if update_actor:
             action, logp, _ = self.actor(s)
             loss_pi = sac_actor_loss(self.actor_reduction(self.critic(s, action)), logp, alpha)
-            self.actor_opt.zero_grad(set_to_none=True)
-            loss_pi.backward()
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
-            self.actor_opt.step()
+            optimizer_step(self.actor_opt, loss_pi, self.actor.parameters(), self.cfg.grad_clip)
             loss_t = self.temperature.loss(logp)
-            self.temperature_opt.zero_grad(set_to_none=True)
-            loss_t.backward()
-            self.temperature_opt.step()
+            optimizer_step(self.temperature_opt, loss_t, self.temperature.parameters())
             metrics.update(
                 {
                     "loss/actor": loss_pi,

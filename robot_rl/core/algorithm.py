@@ -111,3 +111,15 @@ class StatefulModules(abc.ABC):
             part.load_state_dict(state[key])
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any, grad_clip: float | None = None
+) -> torch.Tensor | None:
+    """``zero_grad -> backward -> clip the global grad norm (if grad_clip) -> step``; returns the
+    pre-clip gradient norm when clipping, else None."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else None
+    optimizer.step()
+    return norm

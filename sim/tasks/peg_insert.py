@@ -77,8 +77,7 @@ class PegInsertEnv(ManipulationEnv):
         return self.data.site_xpos[self._bottom_site]
 
     def _task_obs(self, out: np.ndarray) -> None:
-        out[0:3] = self.data.qpos[self._obj_qadr : self._obj_qadr + 3]
-        out[3:7] = self.data.qpos[self._obj_qadr + 3 : self._obj_qadr + 7]
+        self._object_pose_obs(out)
         out[7:10] = self._hole()
         out[10:13] = self._hole() - self._bottom()
 

@@ -62,13 +62,8 @@ class PushEnv(ManipulationEnv):
         obj = OBJECTS[int(rng.integers(len(OBJECTS)))]
         self.task_text = TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(c=colour, o=obj)
 
-    def _obj_pos(self) -> np.ndarray:
-        return self.data.qpos[self._obj_qadr : self._obj_qadr + 3]
-
     def _task_obs(self, out: np.ndarray) -> None:
-        p = self._obj_pos()
-        out[0:3] = p
-        out[3:7] = self.data.qpos[self._obj_qadr + 3 : self._obj_qadr + 7]
+        p = self._object_pose_obs(out)
         out[7:10] = p - self.arm.tcp_pos
         out[10:13] = self.goal
         out[13:16] = self.goal - p
