@@ -16,7 +16,7 @@ import torch
 
 from robot_rl.algos import ALGOS
 from robot_rl.config import ImitationConfig
-from robot_rl.core.algorithm import AlgoConfig, check_finite_loss, optimizer_step
+from robot_rl.core.algorithm import AlgoConfig, adam, check_finite_loss, optimizer_step
 from robot_rl.deploy.bundle import save_bundle
 
 
@@ -34,7 +34,7 @@ class BC:
     def __init__(self, cfg: ImitationConfig, policy: torch.nn.Module):
         self.cfg = cfg
         self.policy = policy
-        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = adam(policy.parameters(), cfg.lr, cfg.weight_decay, decoupled=True)
         self.updates = 0
 
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> np.ndarray:

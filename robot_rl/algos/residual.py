@@ -30,7 +30,9 @@ from robot_rl.core.actor_heads import ResidualHead, compose_action
 from robot_rl.core.algorithm import (
     OnlineAlgoConfig,
     StatefulModules,
+    adam,
     check_finite_loss,
+    frozen,
     metrics_to_floats,
     optimizer_step,
 )
@@ -108,12 +110,8 @@ class Residual(StatefulModules):
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = CriticEnsemble(ds, da, cfg.num_critics, cfg.hidden_dims, cfg.layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.AdamW(
-            self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay
-        )
-        self.critic_opt = torch.optim.AdamW(
-            self.critic.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay
-        )
+        self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay, decoupled=True)
+        self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay, decoupled=True)
         self.target_reduction = Reduction.parse(cfg.target_reduction)
         self.actor_reduction = Reduction.parse(cfg.actor_reduction)
         self.generator = torch.Generator().manual_seed(0)  # REDQ subsets and smoothing noise
@@ -161,7 +159,7 @@ class Residual(StatefulModules):
             target = td_target(
                 batch["reward"],
                 batch["discount"],
-                self.target_reduction(self.critic_target(ns2, a2), self.generator),
+                self.target_reduction.of_critic(self.critic_target, ns2, a2, self.generator),
             )
         q = self.critic(ns, batch["action"])
         loss_q = critic_loss(q, target)
@@ -180,7 +178,10 @@ class Residual(StatefulModules):
             }
         if update_actor:  # §1(b) 7b: deterministic actor, mean over heads
             delta = self._delta(self.actor, s, base)
-            q_pi = self.actor_reduction(self.critic(ns, compose_action(base, delta)), self.generator)
+            with frozen(self.critic):  # gradients flow to the action only
+                q_pi = self.actor_reduction.of_critic(
+                    self.critic, ns, compose_action(base, delta), self.generator
+                )
             loss_pi = deterministic_actor_loss(q_pi, delta, cfg.actor_l2)
             optimizer_step(self.actor_opt, loss_pi, self.actor.parameters(), cfg.grad_clip)
             polyak_update(self.actor_target, self.actor, cfg.tau)

@@ -23,7 +23,9 @@ from robot_rl.core.actor_heads import LearnedTemperature, TanhGaussianHead
 from robot_rl.core.algorithm import (
     OnlineAlgoConfig,
     StatefulModules,
+    adam,
     check_finite_loss,
+    frozen,
     metrics_to_floats,
     optimizer_step,
 )
@@ -82,9 +84,9 @@ class SAC(StatefulModules):
         self.temperature = LearnedTemperature(cfg.init_temperature, -cfg.target_entropy_scale * da).to(
             self.device
         )
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
+        self.temperature_opt = adam(self.temperature.parameters(), cfg.temperature_lr)
         self.target_reduction = Reduction.parse(cfg.target_reduction)
         self.actor_reduction = Reduction.parse(cfg.actor_reduction)
         self.generator = torch.Generator().manual_seed(0)  # REDQ subset draws
@@ -116,7 +118,7 @@ class SAC(StatefulModules):
         alpha = self.temperature.alpha
         with torch.no_grad():
             a2, logp2, _ = self.actor(s2)
-            next_q = self.target_reduction(self.critic_target(s2, a2), self.generator)
+            next_q = self.target_reduction.of_critic(self.critic_target, s2, a2, self.generator)
             # n-step soft target: discount already holds γ^m(1-d); entropy bonus at s_{t+m} only
             target = soft_td_target(batch["reward"], batch["discount"], next_q, logp2, alpha)
         q = self.critic(s, batch["action"])
@@ -131,7 +133,9 @@ class SAC(StatefulModules):
         }
         if update_actor:
             action, logp, _ = self.actor(s)
-            loss_pi = sac_actor_loss(self.actor_reduction(self.critic(s, action)), logp, alpha)
+            with frozen(self.critic):  # gradients flow to the action only
+                q_pi = self.actor_reduction.of_critic(self.critic, s, action, self.generator)
+            loss_pi = sac_actor_loss(q_pi, logp, alpha)
             optimizer_step(self.actor_opt, loss_pi, self.actor.parameters(), self.cfg.grad_clip)
             loss_t = self.temperature.loss(logp)
             optimizer_step(self.temperature_opt, loss_t, self.temperature.parameters())

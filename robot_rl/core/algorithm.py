@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -111,6 +113,29 @@ class StatefulModules(abc.ABC):
             part.load_state_dict(state[key])
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
+
+
+def adam(params: Any, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
+    """Adam (``decoupled=False``, L2 in the gradient) or AdamW (``decoupled=True``) with the fused
+    single-kernel step (CPU and CUDA, torch >= 2.4): same math as the default multi-tensor step,
+    ~10 % more learner updates/s on 2 CPU threads (docs/benchmarks.md, learner speed)."""
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Temporarily stop gradients *into* ``module``'s parameters, while gradients still flow *through*
+    it to its inputs — the actor loss backpropagates through the critic to the action but must not
+    spend time (or memory) on critic weight gradients it would throw away."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def optimizer_step(

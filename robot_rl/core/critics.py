@@ -43,11 +43,17 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_heads, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_heads, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, in]`` (shared by all heads) or ``[K, B, in]`` (one input per head) -> ``[K, B, out]``."""
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, in]`` (shared by all heads) or ``[K', B, in]`` (one input per head) -> ``[K', B, out]``.
+
+        ``heads`` (int64 ``[K']``) runs only those heads; ``None`` runs all ``K``.
+        """
+        weight, bias = self.weight, self.bias
+        if heads is not None:
+            weight, bias = weight.index_select(0, heads), bias.index_select(0, heads)
         if x.dim() == 2:  # shared input: [B, in] @ [K, in, out] broadcasts to [K, B, out]
-            return torch.matmul(x, self.weight) + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+            return torch.matmul(x, weight) + bias
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, heads={self.num_heads}"
@@ -62,9 +68,12 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_heads, 1, dim))
         self.bias = nn.Parameter(torch.zeros(num_heads, 1, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[K, B, D] -> [K, B, D]``."""
-        return torch.addcmul(self.bias, F.layer_norm(x, (self.dim,), eps=self.eps), self.weight)
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """``[K', B, D] -> [K', B, D]``; ``heads`` as in :class:`EnsembleLinear`."""
+        weight, bias = self.weight, self.bias
+        if heads is not None:
+            weight, bias = weight.index_select(0, heads), bias.index_select(0, heads)
+        return torch.addcmul(bias, F.layer_norm(x, (self.dim,), eps=self.eps), weight)
 
 
 # --- HL-Gauss (Farebrother et al. 2024, "Stop Regressing") ---
@@ -147,10 +156,14 @@ class CriticEnsemble(nn.Module):
     def distributional(self) -> bool:
         return self.num_bins is not None
 
-    def _run(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    def _run(
+        self, obs: torch.Tensor, action: torch.Tensor, heads: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[int, ...]]:
         lead = obs.shape[:-1]
         x = torch.cat([obs, action], dim=-1).reshape(-1, obs.shape[-1] + action.shape[-1])
-        return self.net(x), tuple(lead)
+        for layer in self.net:
+            x = layer(x, heads) if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)) else layer(x)
+        return x, tuple(lead)
 
     def logits(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """HL-Gauss logits ``[K, *lead, Nb]`` for ``obs [*lead, Do]``, ``action [*lead, Da]``."""
@@ -163,16 +176,19 @@ class CriticEnsemble(nn.Module):
         """Expected value ``Σ_i softmax(logits)_i · c_i``: ``[..., Nb] -> [...]``."""
         return torch.softmax(logits, dim=-1) @ self.centers
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, heads: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Scalar Q per head: ``obs [*lead, Do]``, ``action [*lead, Da]`` -> ``q [K, *lead]``.
 
         ``lead`` is usually ``(B,)``; ``(B, N)`` scores ``N`` candidate actions per state (§11.7).
-        For a distributional critic this is ``to_scalar(logits)``.
+        ``heads`` (int64 ``[K']``) evaluates only those heads (``q [K', *lead]``), e.g. the REDQ
+        subset of a target. For a distributional critic this is ``to_scalar(logits)``.
         """
-        out, lead = self._run(obs, action)
+        out, lead = self._run(obs, action, heads)
         if self.distributional:
-            return self.to_scalar(out).reshape(self.num_heads, *lead)
-        return out.reshape(self.num_heads, *lead)
+            out = self.to_scalar(out)
+        return out.reshape(-1, *lead)
 
 
 # --- reductions over heads (§11.5: target / actor / selection reductions are configured separately) ---
@@ -199,11 +215,17 @@ def reduce_min_random_subset(
     Args:
         q: ``[K, ...]``; subset_size: ``M``; generator: CPU torch RNG for the draw (``None``: global).
     """
-    K = q.shape[0]
-    if subset_size >= K:
-        return reduce_min(q)
-    idx = torch.randperm(K, generator=generator)[:subset_size].to(q.device)
-    return q.index_select(0, idx).min(0).values
+    idx = random_subset(q.shape[0], subset_size, generator)
+    return reduce_min(q if idx is None else q.index_select(0, idx.to(q.device)))
+
+
+def random_subset(
+    num_heads: int, subset_size: int, generator: torch.Generator | None = None
+) -> torch.Tensor | None:
+    """``M`` head indices drawn without replacement (int64 ``[M]``), or ``None`` when ``M ≥ K``."""
+    if subset_size >= num_heads:
+        return None
+    return torch.randperm(num_heads, generator=generator)[:subset_size]
 
 
 @dataclass(frozen=True)
@@ -246,6 +268,20 @@ class Reduction:
         if self.kind == "min":
             return reduce_min(q)
         return reduce_min_random_subset(q, self.subset_size, generator)
+
+    def of_critic(
+        self,
+        critic: CriticEnsemble,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``self(critic(obs, action), generator)`` without evaluating heads the reduction ignores:
+        for ``min_subset:M`` only the ``M`` drawn heads run (same draw, same value, ``M/K`` the cost)."""
+        if self.kind != "min_subset":
+            return self(critic(obs, action), generator)
+        heads = random_subset(critic.num_heads, self.subset_size, generator)
+        return reduce_min(critic(obs, action, None if heads is None else heads.to(obs.device)))
 
 
 def check_reductions(cfg: object, *fields: str) -> None:

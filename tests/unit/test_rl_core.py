@@ -15,6 +15,7 @@ from robot_rl.core.actor_heads import (
     compose_action,
     tanh_gaussian_log_prob,
 )
+from robot_rl.core.algorithm import frozen
 from robot_rl.core.critics import (
     CriticEnsemble,
     EnsembleLayerNorm,
@@ -198,6 +199,34 @@ def test_reductions_and_redq_subset_without_replacement():
     assert torch.equal(Reduction.parse("mean")(q), reduce_mean(q))
     with pytest.raises(ValueError):
         Reduction.parse("median")
+
+
+def test_subset_heads_and_of_critic_match_the_full_ensemble():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(obs_dim=5, action_dim=2, num_heads=5, hidden=(16, 16), layer_norm=True)
+    obs, act = torch.randn(7, 5), torch.randn(7, 2)
+    full = critic(obs, act)
+    heads = torch.tensor([3, 1])
+    assert torch.allclose(critic(obs, act, heads), full[[3, 1]], atol=1e-6)
+    # same generator state -> same subset draw -> identical reduced value, for every kind
+    for spec in ("min_subset:2", "min_subset:9", "mean", "min"):
+        red = Reduction.parse(spec)
+        g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+        for _ in range(5):  # several draws: the generators stay in step
+            assert torch.allclose(red.of_critic(critic, obs, act, g1), red(critic(obs, act), g2), atol=1e-6)
+
+
+def test_frozen_critic_passes_gradient_to_the_action_only():
+    critic = CriticEnsemble(obs_dim=3, action_dim=2, num_heads=2, hidden=(8,))
+    critic.net[0].bias.requires_grad_(False)  # a flag that must survive the context unchanged
+    action = torch.randn(4, 2, requires_grad=True)
+    with frozen(critic):
+        q = critic(torch.randn(4, 3), action).mean()
+    q.backward()
+    assert action.grad is not None and action.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.parameters())
+    assert [p.requires_grad for p in critic.parameters()][:2] == [True, False]
+    assert all(p.requires_grad for p in list(critic.parameters())[2:])
 
 
 def test_polyak_update_by_hand():
