@@ -2,7 +2,7 @@
 stable-baselines3 SAC from scratch on the same sparse task and budget, and ablations.
 
 ``robot-rl-bench residual [--tasks lift] [--seeds 0,1,2] [--env-steps 50000] [--eval-every 5000]
-[--arms residual,sb3_sac] [--ablations] [--out result.json]``
+[--arms residual,sb3_sac] [--ablations] [--set algo.utd=1 ...] [--threads N] [--out result.json]``
 
 Every arm sees the same task config (sparse reward, termination on success), the same env-step
 budget and is evaluated on the same fixed seeds (``0 .. eval-episodes-1``) every ``--eval-every``
@@ -64,12 +64,13 @@ def run_residual(
     }
     cfg = compose("train", args)
     t0 = time.perf_counter()
-    summary = Trainer(cfg).run()
+    trainer = Trainer(cfg)
+    summary = trainer.run()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["timing/updates_per_s"] for r in rows if "timing/updates_per_s" in r and r["step"] > 0]
     assert summary.eval_result is not None and summary.base_result is not None
     return {
-        "history": [{"env_step": h["env_step"], "success": h["success_rate"]} for h in summary.history],
+        "history": [{"env_step": h["env_step"], "success": h["success_rate"]} for h in trainer.history],
         "final": summary.eval_result.success_rate,
         "base": summary.base_result.success_rate,
         "wall_s": time.perf_counter() - t0,
@@ -134,8 +135,27 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--arms", default="residual,sb3_sac")
     parser.add_argument("--ablations", action="store_true", help="also run the ablations (first seed only)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the residual arms (repeatable), e.g. --set algo.utd=1",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    common: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        common[key] = value
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,9 +165,9 @@ def run(argv: list[str] | None = None) -> int:
                 return 2
             jobs: list[tuple[str, int, dict[str, str]]] = []
             for arm in args.arms.split(","):
-                jobs += [(arm, s, {}) for s in seeds]
+                jobs += [(arm, s, dict(common)) for s in seeds]
             if args.ablations:
-                jobs += [(f"residual/{name}", seeds[0], o) for name, o in ABLATIONS.items()]
+                jobs += [(f"residual/{name}", seeds[0], {**common, **o}) for name, o in ABLATIONS.items()]
             for arm, seed, overrides in jobs:
                 if arm == "sb3_sac":
                     row = run_sb3_sac(task, seed, args.env_steps, args.eval_every, args.eval_episodes)
@@ -164,7 +184,7 @@ def run(argv: list[str] | None = None) -> int:
                 else:
                     print(f"error: unknown arm {arm!r}; valid: residual, sb3_sac", file=sys.stderr)
                     return 2
-                row.update({"task": task, "arm": arm, "seed": seed})
+                row.update({"task": task, "arm": arm, "seed": seed, "overrides": overrides})
                 results.append(row)
                 print(json.dumps(row), flush=True)
     print("\n| task | arm | seed | base | final | success by env step | wall s | updates/s |")

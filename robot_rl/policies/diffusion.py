@@ -39,6 +39,16 @@ sampler steps ``τ_{S-k+1} … τ_S``: ``k`` denoiser evaluations instead of ``S
 (T=100, DDIM-10, trailing spacing → τ = 99, 89, …, 9; k = 3) a warm chunk starts at t = 29 and runs
 t = 29, 19, 9.
 
+Fast sampling path (``policy.fast_sampling``, on by default; same math, tested against the slow
+path). Per reverse chain the denoiser's ``x_t``-independent work (time MLP of all ``S`` steps, the
+conditioning's share of the first layer) is done once (``denoiser.condition``). For ``ddim`` the
+diffusers ``DDIMScheduler.step`` is replaced by :func:`ddim_step` with per-timestep scalar
+coefficients that :func:`ddim_coefficients` reads off the diffusers sampler's own ``alphas_cumprod``,
+``final_alpha_cumprod`` and step ratio (cached per ``num_inference_steps``); ``dpm`` and ``ddpm``
+keep the diffusers ``step``. Without autograd the chain runs under ``torch.inference_mode`` (the
+returned chunk is a normal tensor). ``fast_sampling = False`` runs the reference loop (the
+denoiser's plain ``forward`` and the scheduler's ``step`` at every step).
+
 Shapes: ``B`` batch, ``n``/``N`` candidates, ``To`` obs history, ``Ta`` chunk, ``Da`` action dim.
 """
 
@@ -47,7 +57,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -200,6 +210,56 @@ def make_sampler(cfg: DiffusionConfig) -> Any:
     return sched
 
 
+class DDIMCoefficients(NamedTuple):
+    """Scalars (0-dim float32 tensors) of one η = 0 DDIM step from ``t`` to ``t' = t - T // S``."""
+
+    sqrt_alpha: torch.Tensor  # √ᾱ_t
+    sqrt_one_minus_alpha: torch.Tensor  # √(1-ᾱ_t)
+    sqrt_alpha_prev: torch.Tensor  # √ᾱ_t' (ᾱ_t' = final_alpha_cumprod when t' < 0)
+    sqrt_one_minus_alpha_prev: torch.Tensor  # √(1-ᾱ_t')
+
+
+def ddim_coefficients(
+    alphas_cumprod: torch.Tensor, final_alpha_cumprod: torch.Tensor, step_ratio: int
+) -> list[DDIMCoefficients]:
+    """Coefficients of a DDIM step from every training timestep ``t = 0 … T-1`` (list index ``t``).
+
+    ``alphas_cumprod [T]`` and ``final_alpha_cumprod []`` as a ``DDIMScheduler`` holds them,
+    ``step_ratio = T // num_inference_steps`` (diffusers steps from ``t`` to ``t - step_ratio`` for
+    every timestep spacing). Computed in the schedule's dtype (float32) as diffusers does; kept as
+    0-dim tensors, which PyTorch multiplies into a tensor without the conversion a Python float needs.
+    """
+    ab = alphas_cumprod
+    prev = torch.arange(ab.shape[0]) - step_ratio
+    ab_prev = torch.where(prev >= 0, ab[prev.clamp(min=0)], final_alpha_cumprod.to(ab.dtype))
+    table = torch.stack([ab**0.5, (1 - ab) ** 0.5, ab_prev**0.5, (1 - ab_prev) ** 0.5], dim=1)  # [T, 4]
+    return [DDIMCoefficients(*row.unbind()) for row in table]
+
+
+def ddim_coefficients_of(sched: Any) -> list[DDIMCoefficients]:
+    """:func:`ddim_coefficients` of a diffusers ``DDIMScheduler`` after ``set_timesteps``."""
+    cfg = sched.config
+    if cfg.prediction_type != "epsilon" or cfg.thresholding:
+        raise ValueError("the fast DDIM step supports ε-prediction without thresholding only")
+    step_ratio = cfg.num_train_timesteps // sched.num_inference_steps
+    return ddim_coefficients(sched.alphas_cumprod, sched.final_alpha_cumprod, step_ratio)
+
+
+def ddim_step(
+    x: torch.Tensor, eps: torch.Tensor, coef: DDIMCoefficients, clip_range: float | None
+) -> torch.Tensor:
+    """One deterministic DDIM step ``x_t -> x_t'`` (η = 0), ``x``, ``eps`` ``[M, Ta, Da]``.
+
+    ``x̂_0 = (x_t - √(1-ᾱ_t) ε̂) / √ᾱ_t`` (DDIM eq. 9), clipped to ``±clip_range`` unless ``None``;
+    ``x_t' = √ᾱ_t' x̂_0 + √(1-ᾱ_t') ε̂`` (DDIM eq. 12 with σ = 0). Same operation order as
+    ``DDIMScheduler.step``.
+    """
+    x0 = (x - coef.sqrt_one_minus_alpha * eps) / coef.sqrt_alpha
+    if clip_range is not None:
+        x0 = x0.clamp(-clip_range, clip_range)
+    return coef.sqrt_alpha_prev * x0 + coef.sqrt_one_minus_alpha_prev * eps
+
+
 # --- models ---
 
 
@@ -268,6 +328,8 @@ class DiffusionPolicy(nn.Module):
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=cfg.obs_horizon)
         self._queue: deque[np.ndarray] = deque()
         self._prev_chunk: torch.Tensor | None = None  # [1, Ta, Da], the last chunk act() sampled
+        self.fast_sampling = True  # False: reference loop (plain denoiser forward + scheduler.step)
+        self._ddim_cache: tuple[int, list[DDIMCoefficients]] | None = None  # (S, coefficients)
 
     # --- bookkeeping ---
 
@@ -311,11 +373,49 @@ class DiffusionPolicy(nn.Module):
     ) -> torch.Tensor:
         """Run the sampler's reverse steps ``timesteps`` from ``x [M, Ta, Da]`` (at level ``timesteps[0]``).
 
-        Returns the clean chunk ``[M, Ta, Da]`` clamped to ``[-1, 1]``.
+        ``cond [M, Dc]``. Returns the clean chunk ``[M, Ta, Da]`` clamped to ``[-1, 1]``. Uses the fast
+        path unless ``self.fast_sampling`` is False (see the module docstring).
         """
+        if not self.fast_sampling:
+            return self._denoise_reference(cond, x, timesteps, use_ema)
+        if torch.is_grad_enabled():  # e.g. backpropagating through the chain: keep autograd
+            return self._denoise_fast(cond, x, timesteps, use_ema).clamp(-1.0, 1.0)
+        with torch.inference_mode():  # cheaper per op than no_grad
+            x = self._denoise_fast(cond, x, timesteps, use_ema)
+        return x.clamp(-1.0, 1.0)  # outside inference mode: a normal tensor again
+
+    def _denoise_fast(
+        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool
+    ) -> torch.Tensor:
+        """The fast reverse chain (see the module docstring), without the final clamp."""
         denoiser = (self.ema if use_ema else self.model).denoiser
         sched = self.sampler
+        t_all = torch.tensor(timesteps, device=x.device)
+        step_conds = denoiser.condition(t_all, cond)  # x_t-independent work, once per chain
+        t_rows = t_all[:, None].expand(-1, x.shape[0])  # [S, M]
+        ddim, clip = None, None
+        if self.cfg.sampler == "ddim":
+            ddim = self._ddim_coefficients()
+            clip = float(sched.config.clip_sample_range) if sched.config.clip_sample else None
         if self.cfg.sampler == "dpm":  # multistep solver: clear the history of earlier calls
+            sched.set_timesteps(self.cfg.num_inference_steps)
+        for i, t in enumerate(timesteps):
+            eps = denoiser(x, t_rows[i], cond, step_cond=step_conds[i])
+            if ddim is not None:
+                x = ddim_step(x, eps, ddim[t], clip)
+            elif self.cfg.sampler == "ddpm":
+                x = sched.step(eps, t, x, generator=self.generator, return_dict=False)[0]
+            else:
+                x = sched.step(eps, t, x, return_dict=False)[0]
+        return x
+
+    def _denoise_reference(
+        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool = True
+    ) -> torch.Tensor:
+        """:meth:`denoise` step by step with the denoiser's plain forward and the scheduler's ``step``."""
+        denoiser = (self.ema if use_ema else self.model).denoiser
+        sched = self.sampler
+        if self.cfg.sampler == "dpm":
             sched.set_timesteps(self.cfg.num_inference_steps)
         for t in timesteps:
             eps = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), cond)
@@ -324,6 +424,14 @@ class DiffusionPolicy(nn.Module):
             else:
                 x = sched.step(eps, t, x, return_dict=False)[0]
         return x.clamp(-1.0, 1.0)
+
+    def _ddim_coefficients(self) -> list[DDIMCoefficients]:
+        """The DDIM step scalars of ``self.sampler``, recomputed only when its step count changes."""
+        steps = self.sampler.num_inference_steps
+        if self._ddim_cache is None or self._ddim_cache[0] != steps:
+            with torch.inference_mode(False):  # normal tensors: autograd may need them later
+                self._ddim_cache = (steps, ddim_coefficients_of(self.sampler))
+        return self._ddim_cache[1]
 
     @torch.no_grad()
     def predict_chunk(

@@ -12,6 +12,13 @@ Both denoisers share one call signature::
   flattened to ``Ta·Da``, concatenated with the conditioning and the timestep embedding, and
   passed through pre-LayerNorm residual MLP blocks.
 
+Fast sampling (``condition``). Within one reverse chain the conditioning ``c`` is fixed and the
+steps ``τ_1 … τ_S`` are known in advance, so each denoiser offers
+``condition(t [S], c [B, Dc]) -> list of S per-step conditionings`` (the time MLP runs once on all
+``S`` steps) and ``forward(x_t, t, c, step_cond=that[s])`` skips the work that does not depend on
+``x_t``. The MLP-ResNet then runs :func:`mlp_resnet_step`, its forward as one loop over plain tensors
+(no sub-module calls). The result equals ``forward(x_t, t, c)`` up to float rounding (tested).
+
 Written for this project from the papers' descriptions (no code copied).
 """
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -174,9 +182,23 @@ class ConditionalUnet1D(nn.Module):
             Conv1d(down_dims[0], action_dim, 1),
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x [B, Ta, Da]``, ``t [B]``, ``cond [B, Dc]`` -> predicted noise ``[B, Ta, Da]``."""
-        c = torch.cat([self.time_emb(t), cond], dim=-1)
+    def condition(self, t: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+        """Per-step FiLM inputs ``[emb(t_s) ‖ c]`` (``[B, E + Dc]`` each) for ``t [S]``, ``cond [B, Dc]``."""
+        emb = self.time_emb(t)  # [S, E]: one time-MLP call for the whole chain
+        return [torch.cat([e.expand(cond.shape[0], -1), cond], dim=-1) for e in emb]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor,
+        step_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``x [B, Ta, Da]``, ``t [B]``, ``cond [B, Dc]`` -> predicted noise ``[B, Ta, Da]``.
+
+        ``step_cond``: this step's entry of ``condition(...)`` (then ``t`` and ``cond`` are not read).
+        """
+        c = torch.cat([self.time_emb(t), cond], dim=-1) if step_cond is None else step_cond
         h = x.transpose(1, 2)  # [B, Da, Ta]: actions as channels, time along the chunk
         skips = []
         for res1, res2, downsample in self.down:
@@ -212,6 +234,41 @@ class MLPResBlock(nn.Module):
         return h + self.net(h)
 
 
+class MLPWeights(NamedTuple):
+    """An :class:`MLPResNetDenoiser`'s tensors for :func:`mlp_resnet_step` (no copies).
+
+    Matrices are transposed views ``[in, out]``; ``blocks`` holds per residual block
+    ``(LayerNorm weight, LayerNorm bias, LayerNorm eps, W1ᵀ [H, 4H], b1, W2ᵀ [4H, H], b2)``.
+    """
+
+    w_x: torch.Tensor  # [Ta·Da, H]: the x_t columns of the input layer
+    blocks: tuple[tuple[Any, ...], ...]
+    w_out: torch.Tensor  # [H, Ta·Da]
+    b_out: torch.Tensor  # [Ta·Da]
+
+
+class MLPStepCond(NamedTuple):
+    """One reverse step's conditioning of an :class:`MLPResNetDenoiser` (from ``condition``)."""
+
+    cond_part: torch.Tensor  # [B, H]: W_c c + b of the input layer
+    time_part: torch.Tensor  # [H]: W_e emb(t_s)
+    weights: MLPWeights
+
+
+def mlp_resnet_step(x_flat: torch.Tensor, step: MLPStepCond) -> torch.Tensor:
+    """:meth:`MLPResNetDenoiser.forward` without dropout: ``x_t [B, Ta·Da]`` -> ``ε̂ [B, Ta·Da]``.
+
+    Same operations as the module path, written as one loop over plain tensors: at batch 1 the
+    module calls and attribute look-ups otherwise cost a sizeable share of a step.
+    """
+    w = step.weights
+    h = torch.addmm(step.cond_part, x_flat, w.w_x) + step.time_part  # input layer
+    for norm_w, norm_b, norm_eps, w1, b1, w2, b2 in w.blocks:  # h + W2 SiLU(W1 LN(h))
+        z = F.layer_norm(h, norm_w.shape, norm_w, norm_b, norm_eps)
+        h = torch.addmm(b2, F.silu(torch.addmm(b1, z, w1)), w2) + h
+    return torch.addmm(w.b_out, F.silu(h), w.w_out)
+
+
 class MLPResNetDenoiser(nn.Module):
     """Single-vector denoiser (EXPO / PA-RL / IDQL form) over the flattened chunk ``[B, Ta·Da]``.
 
@@ -237,7 +294,41 @@ class MLPResNetDenoiser(nn.Module):
         self.blocks = nn.Sequential(*[MLPResBlock(hidden, dropout) for _ in range(n_blocks)])
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, flat))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x [B, Ta, Da]``, ``t [B]``, ``cond [B, Dc]`` -> predicted noise ``[B, Ta, Da]``."""
-        h = self.inp(torch.cat([x.flatten(1), cond, self.time_emb(t)], dim=-1))
-        return self.out(self.blocks(h)).view(-1, self.chunk_size, self.action_dim)
+    def condition(self, t: torch.Tensor, cond: torch.Tensor) -> list[MLPStepCond]:
+        """Per-step conditionings for the steps ``t [S]`` and ``cond [B, Dc]`` of one reverse chain.
+
+        The input layer is affine, ``W [x ‖ c ‖ e] + b = W_x x + (W_c c + b) + W_e e``, and only the
+        first term depends on ``x_t``: the other two are computed here once for all ``S`` steps.
+        """
+        flat, dc = self.chunk_size * self.action_dim, cond.shape[-1]
+        w = self.inp.weight
+        cond_part = F.linear(cond, w[:, flat : flat + dc], self.inp.bias)  # [B, H]
+        time_part = F.linear(self.time_emb(t), w[:, flat + dc :])  # [S, H]
+        blocks = tuple(
+            (norm.weight, norm.bias, norm.eps, lin1.weight.t(), lin1.bias, lin2.weight.t(), lin2.bias)
+            for norm, lin1, _, _, lin2 in (block.net for block in self.blocks)
+        )
+        out = self.out[1]
+        weights = MLPWeights(w[:, :flat].t(), blocks, out.weight.t(), out.bias)
+        return [MLPStepCond(cond_part, row, weights) for row in time_part]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor,
+        step_cond: MLPStepCond | None = None,
+    ) -> torch.Tensor:
+        """``x [B, Ta, Da]``, ``t [B]``, ``cond [B, Dc]`` -> predicted noise ``[B, Ta, Da]``.
+
+        ``step_cond``: this step's entry of ``condition(...)`` (then ``t`` and ``cond`` are not read).
+        """
+        shape = (-1, self.chunk_size, self.action_dim)
+        dropout_on = self.training and any(block.net[3].p > 0 for block in self.blocks)
+        if step_cond is not None and not dropout_on:
+            return mlp_resnet_step(x.flatten(1), step_cond).view(shape)
+        if step_cond is None:
+            h = self.inp(torch.cat([x.flatten(1), cond, self.time_emb(t)], dim=-1))
+        else:  # dropout active: the step's input layer, then the modules
+            h = torch.addmm(step_cond.cond_part, x.flatten(1), step_cond.weights.w_x) + step_cond.time_part
+        return self.out(self.blocks(h)).view(shape)

@@ -7,7 +7,13 @@ import robot_rl
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.types import ActionSpec, ObsSpec
 from robot_rl.deploy.bundle import save_bundle
-from robot_rl.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from robot_rl.policies.diffusion import (
+    DiffusionConfig,
+    DiffusionPolicy,
+    ddim_coefficients_of,
+    ddim_step,
+    make_sampler,
+)
 from robot_rl.policies.encoders import random_shift
 
 pytestmark = pytest.mark.unit
@@ -57,6 +63,15 @@ def test_noise_and_ddim_step_match_hand_computed_values():
     # the last step (t=1 -> ᾱ_prev = 1) returns x̂_0 = (1 - √0.28 · 0.5) / √0.72 = 0.866707
     x_end = policy.sampler.step(eps, 1, torch.ones(1, 4, 2), return_dict=False)[0]
     torch.testing.assert_close(x_end, torch.full_like(x0, 0.866707), atol=1e-5, rtol=0)
+    # the fast path's coefficients and step give the same hand-computed values
+    coefs = ddim_coefficients_of(policy.sampler)
+    assert [float(c) for c in coefs[3]] == pytest.approx([0.3024**0.5, 0.6976**0.5, 0.72**0.5, 0.28**0.5])
+    assert [float(c) for c in coefs[1]] == pytest.approx([0.72**0.5, 0.28**0.5, 1.0, 0.0])  # ᾱ_prev = 1
+    ones = torch.ones(1, 4, 2)
+    torch.testing.assert_close(ddim_step(ones, eps, coefs[3], None), torch.full_like(x0, 1.163219))
+    torch.testing.assert_close(ddim_step(ones, eps, coefs[1], None), torch.full_like(x0, 0.866707))
+    # with clipping x̂_0 = 1.059062 is clipped to 1: x_1 = √0.72 · 1 + √0.28 · 0.5 = 1.113101
+    torch.testing.assert_close(ddim_step(ones, eps, coefs[3], 1.0), torch.full_like(x0, 1.113101))
 
 
 class ZeroDenoiser(nn.Module):
@@ -246,3 +261,133 @@ def test_yaml_composes_into_the_schema(tmp_path):
 
     cfg = make_train_config(tmp_path, policy="diffusion", **{"policy.rti_warm_start": "true"})
     assert isinstance(cfg.policy, DiffusionConfig) and cfg.policy.rti_warm_start
+
+
+# --- fast sampling path (policy.fast_sampling) ---
+
+
+@pytest.mark.parametrize("clip_sample", [True, False])
+@pytest.mark.parametrize(
+    "spacing, steps, schedule",
+    [
+        ("trailing", 10, "squaredcos_cap_v2"),
+        ("trailing", 7, "squaredcos_cap_v2"),  # uneven spacing: diffusers still steps to t - T // S
+        ("leading", 10, "linear"),
+        ("linspace", 4, "scaled_linear"),
+    ],
+)
+def test_fast_ddim_step_matches_diffusers(clip_sample, spacing, steps, schedule):
+    cfg = DiffusionConfig(
+        timestep_spacing=spacing, num_inference_steps=steps, beta_schedule=schedule, clip_sample=clip_sample
+    )
+    sched = make_sampler(cfg)
+    coefs = ddim_coefficients_of(sched)
+    gen = torch.Generator().manual_seed(0)
+    for t in sched.timesteps.tolist():
+        x = 2 * torch.randn(16, 8, 3, generator=gen)  # wide enough that clipping x̂_0 matters
+        eps = 2 * torch.randn(16, 8, 3, generator=gen)
+        expected = sched.step(eps, t, x, eta=0.0, return_dict=False)[0]
+        got = ddim_step(x, eps, coefs[t], 1.0 if clip_sample else None)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0, msg=f"t={t}")
+
+
+@pytest.mark.parametrize("denoiser", ["mlp_resnet", "unet1d"])
+def test_denoiser_step_conditioning_matches_plain_forward(denoiser):
+    policy = make_policy(denoiser=denoiser, chunk_size=8, execution_horizon=4, mlp_hidden=32, mlp_blocks=2)
+    net = policy.model.denoiser.eval()
+    with torch.no_grad():  # non-trivial weights (fresh U-Net / MLP outputs can be near zero)
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    gen = torch.Generator().manual_seed(1)
+    cond = torch.randn(3, policy.model.encoder.out_dim, generator=gen)
+    t = torch.tensor([99, 42, 0])
+    step_conds = net.condition(t, cond)
+    assert len(step_conds) == 3
+    for i in range(3):
+        x = torch.randn(3, 8, 2, generator=gen)
+        plain = net(x, t[i].repeat(3), cond)
+        fast = net(x, t[i].repeat(3), cond, step_cond=step_conds[i])
+        assert plain.abs().max() > 1e-2
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    # a step conditioning is tied to its timestep: another step's entry gives another output
+    assert not torch.allclose(net(x, t[0].repeat(3), cond, step_cond=step_conds[1]), plain, atol=1e-4)
+    if denoiser == "mlp_resnet":  # training mode with dropout: the same random masks on both paths
+        for block in net.blocks:
+            block.net[3].p = 0.5
+        net.train()
+        torch.manual_seed(3)
+        plain = net(x, t[2].repeat(3), cond)
+        torch.manual_seed(3)
+        fast = net(x, t[2].repeat(3), cond, step_cond=step_conds[2])
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(net.eval()(x, t[2].repeat(3), cond), plain, atol=1e-3)  # dropout acted
+
+
+def perturbed(policy: DiffusionPolicy) -> DiffusionPolicy:
+    with torch.no_grad():  # an EMA with non-trivial outputs, as after training
+        for b in policy.ema.buffers():
+            if b.is_floating_point():
+                b.add_(0.05 * torch.randn_like(b))
+    return policy.eval()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm", "ddpm"])
+@pytest.mark.parametrize("denoiser", ["mlp_resnet", "unet1d"])
+def test_fast_predict_chunk_matches_reference_path(sampler, denoiser):
+    policy = perturbed(make_policy(sampler=sampler, denoiser=denoiser, chunk_size=8, execution_horizon=4))
+    calls = count_denoiser_calls(policy)
+    obs_state = torch.randn(3, 2, 3)
+    warm = torch.rand(3, 8, 2) * 2 - 1
+    out = {}
+    for fast in (True, False):
+        policy.fast_sampling = fast
+        policy.seed(5)
+        before = calls[0]
+        cold = policy.predict_chunk(obs_state)
+        hot = policy.predict_chunk(obs_state, warm_start=warm)  # RTI: the last rti_steps steps
+        out[fast] = (cold, hot, calls[0] - before)
+    assert out[True][2] == out[False][2] == 10 + 3  # the fast path still calls the denoiser module
+    for got, expected in zip(out[True][:2], out[False][:2], strict=True):
+        assert not got.is_inference()  # usable by autograd-recording callers (e.g. a critic)
+        assert (expected - expected.mean()).abs().max() > 1e-2  # a non-degenerate chunk
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_fast_ddim_path_does_not_call_the_diffusers_step(monkeypatch):
+    policy = make_policy()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("diffusers step called on the fast DDIM path")
+
+    monkeypatch.setattr(policy.sampler, "step", fail)
+    assert policy.sample({"obs_state": torch.randn(2, 2, 3)}, 2).shape == (2, 2, 4, 2)
+    policy.fast_sampling = False
+    with pytest.raises(AssertionError, match="fast DDIM path"):
+        policy.sample({"obs_state": torch.randn(2, 2, 3)}, 2)
+
+
+def test_fast_ddim_coefficients_follow_set_timesteps():
+    policy = perturbed(make_policy())
+    cond = policy.encode({"obs_state": torch.randn(2, 2, 3)}).detach()
+    x = torch.randn(2, 4, 2)
+    policy.denoise(cond, x, policy.timesteps)  # fills the coefficient cache for S = 10
+    policy.sampler.set_timesteps(4)  # a different step count (and step ratio 25)
+    steps = [int(t) for t in policy.sampler.timesteps]
+    assert steps == [99, 74, 49, 24]
+    results = []
+    for fast in (True, False):
+        policy.fast_sampling = fast
+        with torch.no_grad():
+            results.append(policy.denoise(cond, x, steps))
+    assert not results[0].is_inference()  # the inference-mode chain hands back a normal tensor
+    torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=0)
+
+
+def test_fast_path_keeps_autograd_when_grad_is_enabled():
+    policy = make_policy(mlp_blocks=2)
+    policy.sample({"obs_state": torch.randn(1, 2, 3)}, 1)  # an inference-mode chain first
+    cond = policy.encode({"obs_state": torch.randn(2, 2, 3)}, use_ema=False)
+    out = policy.denoise(cond, torch.randn(2, 4, 2), policy.timesteps, use_ema=False)
+    out.sum().backward()
+    grad = policy.model.denoiser.blocks[0].net[1].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
