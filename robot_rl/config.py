@@ -19,6 +19,7 @@ REWARD_TYPES = ("sparse", "dense")
 CONTROLS = ("ee_delta", "joint_pos")
 RANDOMIZATION_PROFILES = ("none", "default", "heavy")
 DEVICES = ("auto", "cpu", "cuda")
+CAMERAS = ("front", "wrist")  # camera names of the built-in tasks and the robosuite adapter
 
 
 def known_env_ids() -> tuple[str, ...]:
@@ -39,6 +40,9 @@ class TaskConfig:
     horizon: int = 100  # control steps per episode
     control_hz: float = 20.0  # control rate of the task, Hz (recorded in bundles)
     terminate_on_success: bool = True  # end the episode at success (sparse-reward RL, as ResFiT)
+    # pixel observations (obs_mode with "pixels"): square images of image_size px from these cameras
+    image_size: int = 84
+    cameras: list[str] = field(default_factory=lambda: ["front"])
 
     def __post_init__(self) -> None:
         check_choice("task.env_id", self.env_id, known_env_ids())
@@ -48,6 +52,13 @@ class TaskConfig:
         check_choice("task.control", self.control, CONTROLS)
         check_positive("task.horizon", self.horizon)
         check_positive("task.control_hz", self.control_hz)
+        check(8 <= self.image_size <= 480, f"task.image_size must be in [8, 480], got {self.image_size}")
+        check(
+            len(self.cameras) > 0 and len(set(self.cameras)) == len(self.cameras),
+            f"task.cameras must be distinct camera names, got {list(self.cameras)}",
+        )
+        for cam in self.cameras:
+            check_choice("task.cameras", cam, CAMERAS)
 
     def make_kwargs(self) -> dict[str, Any]:
         return {
@@ -58,6 +69,12 @@ class TaskConfig:
             "horizon": self.horizon,
             "terminate_on_success": self.terminate_on_success,
             **({"ee_yaw": True} if self.ee_yaw else {}),  # only built-in MuJoCo tasks know this kwarg
+            # camera kwargs only with pixels (state-only tasks such as point_reach do not take them)
+            **(
+                {"image_size": self.image_size, "cameras": tuple(self.cameras)}
+                if "pixels" in self.obs_mode
+                else {}
+            ),
         }
 
 

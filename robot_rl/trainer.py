@@ -2,7 +2,8 @@
 
 Phases:
 
-1. **demos**: scripted-expert demonstrations of the task (``demos.*``);
+1. **demos**: scripted-expert demonstrations of the task (``demos.*``), with the images of the
+   cameras the base policy sees when ``task.obs_mode`` has pixels (``ObsSpec.cameras``);
 2. **imitation**: the base policy is trained on them with its own loss (``base.*``), or loaded
    from ``base.bundle``; ``algo=bc`` stops here;
 3. **online** (``algo=residual|sac|rlpd``): env warm-up with ``algo.warmup_action`` → critic-only
@@ -21,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,11 @@ from robot_rl.core.errors import ConfigError, DataError
 from robot_rl.core.logging import MetricLogger
 from robot_rl.core.replay import MixedSampler, ReplayBuffer
 from robot_rl.core.seeding import capture_rng_state, restore_rng_state, seed_everything
-from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
+from robot_rl.core.types import PIXELS_PREFIX, STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.data.demos import ChunkDataset, Episode, load_demos
 from robot_rl.deploy.bundle import load_policy
 from robot_rl.envs import expert_action
-from robot_rl.envs.wrappers import BASE_ACTION_KEY, relabel_base_actions
+from robot_rl.envs.wrappers import BASE_ACTION_KEY
 from robot_rl.evaluation import EvalResult, evaluate
 from robot_rl.policies import POLICIES
 from robot_rl.rewards import REWARDS
@@ -70,27 +71,60 @@ def make_env(cfg: TrainConfig, render: bool = False) -> gym.Env:
     return reward_model.wrap(make_task_env(cfg.task, render))
 
 
+def env_cameras(obs_space: gym.spaces.Dict) -> dict[str, tuple[int, int, int]]:
+    """Camera name -> image shape ``(H, W, 3)`` of the ``pixels/<camera>`` keys of an observation space."""
+    return {
+        key[len(PIXELS_PREFIX) :]: tuple(int(d) for d in space.shape)  # type: ignore[misc]
+        for key, space in obs_space.spaces.items()
+        if key.startswith(PIXELS_PREFIX)
+    }
+
+
+def policy_takes_pixels(policy_cfg: Any) -> bool:
+    """Whether a policy config has a camera encoder (``image_feature_dim``, e.g. ``diffusion``); other
+    policies (``bc_chunk``) see the state only, whatever ``task.obs_mode`` renders."""
+    return hasattr(policy_cfg, "image_feature_dim")
+
+
 def collect_episodes(
     task: TaskConfig,
     demos: DemoConfig,
     progress: bool = False,
     on_episode: Callable[[int, Episode], None] | None = None,
     env: gym.Env | None = None,
+    cameras: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Roll the scripted expert on seeds ``demos.seed_offset + i``; hand each kept episode to
-    ``on_episode(i, episode)`` (``i``: the attempt; failures are dropped unless ``demos.keep_failures``)."""
+    ``on_episode(i, episode)`` (``i``: the attempt; failures are dropped unless ``demos.keep_failures``).
+
+    Episodes keep the images of ``cameras`` (``None``: every camera the env observes, i.e. those of
+    ``task.cameras`` when ``task.obs_mode`` has pixels; ``()``: states only).
+    """
     from tqdm.auto import tqdm
 
     own_env = env is None
     env = make_task_env(task) if env is None else env
     attempted = successes = kept = 0
     try:
+        observed = env_cameras(env.observation_space)  # type: ignore[arg-type]
+        if STATE_KEY not in env.observation_space.spaces:  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"demonstrations record the state; task.obs_mode={task.obs_mode!r} has none "
+                "(use task.obs_mode=state+pixels)"
+            )
+        cameras = sorted(observed) if cameras is None else sorted(cameras)
+        missing = sorted(set(cameras) - set(observed))
+        if missing:
+            raise ConfigError(f"cameras {missing} are not observed (task.obs_mode={task.obs_mode!r})")
         for i in tqdm(range(demos.n_episodes), desc="demos", disable=None if progress else True, leave=False):
             obs, info = env.reset(seed=demos.seed_offset + i)
             states, actions, rewards, success, done = [], [], [], False, False
+            frames: dict[str, list[np.ndarray]] = {cam: [] for cam in cameras}
             while not done:
                 action = expert_action(env, noise=demos.expert_noise, hesitation=demos.hesitation)
                 states.append(obs[STATE_KEY])
+                for cam in cameras:
+                    frames[cam].append(obs[PIXELS_PREFIX + cam])
                 actions.append(action)
                 obs, reward, terminated, truncated, info = env.step(action)
                 rewards.append(reward)
@@ -107,6 +141,8 @@ def collect_episodes(
                     info.get("task", ""),
                     final_state=np.asarray(obs[STATE_KEY]),
                     terminated=bool(terminated),
+                    pixels={cam: np.stack(frames[cam]) for cam in cameras},  # [T, H, W, 3] uint8
+                    final_pixels={cam: np.asarray(obs[PIXELS_PREFIX + cam]) for cam in cameras},
                 )
                 if on_episode is not None:
                     on_episode(i, episode)
@@ -119,6 +155,22 @@ def collect_episodes(
 
 def config_to_json(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def relabel_demo_base_actions(base_policy: Any, episode: Episode) -> np.ndarray:
+    """The frozen base's actions ``[T+1, Da]`` on a demonstration's ``T + 1`` observations (state and,
+    for a pixel base, its cameras' images), reset at the episode start as it is online."""
+    missing = sorted(set(base_policy.obs_spec.cameras) - set(episode.pixels))
+    if missing:
+        raise DataError(f"the base policy sees camera(s) {missing}; the demonstrations have no such images")
+    base_policy.reset()
+    actions = [np.clip(base_policy.act(obs), -1.0, 1.0) for obs in episode.observations()]
+    return np.stack(actions).astype(np.float32)
+
+
+def _episode_state(episode: Episode) -> dict[str, Any]:
+    """An episode's fields for a checkpoint (no copies: ``dataclasses.asdict`` would deep-copy images)."""
+    return {f.name: getattr(episode, f.name) for f in dataclasses.fields(episode)}
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
@@ -179,20 +231,29 @@ class Trainer:
             if STATE_KEY not in obs_space.spaces:  # type: ignore[attr-defined]
                 raise ConfigError(
                     f"policy {cfg.policy.name!r} needs a 'state' observation; "
-                    f"task.obs_mode={cfg.task.obs_mode!r}"
+                    f"task.obs_mode={cfg.task.obs_mode!r} (use state+pixels)"
                 )
-            self.obs_spec = ObsSpec(int(obs_space[STATE_KEY].shape[0]))  # type: ignore[index]
+            state_dim = int(obs_space[STATE_KEY].shape[0])  # type: ignore[index]
+            cameras = env_cameras(obs_space)  # type: ignore[arg-type]
             self.action_spec = ActionSpec.normalized(int(probe.action_space.shape[0]))  # type: ignore[index]
         finally:
             probe.close()
+        # what the base policy sees: the state, plus the env's cameras if the policy has an image encoder
+        self.obs_spec = ObsSpec(state_dim, cameras if policy_takes_pixels(cfg.policy) else {})
         if cfg.base.bundle:
             self.policy = load_policy(cfg.base.bundle, device=self.device)
-            if self.policy.obs_spec != self.obs_spec or self.policy.action_spec.dim != self.action_spec.dim:
-                made, has = self.policy, self
+            made = self.policy.obs_spec
+            if (
+                made.state_dim != state_dim
+                or any(cameras.get(cam) != tuple(shape) for cam, shape in made.cameras.items())
+                or self.policy.action_spec.dim != self.action_spec.dim
+            ):
                 raise ConfigError(
-                    f"base.bundle={cfg.base.bundle} was made for state {made.obs_spec.state_dim} / action "
-                    f"{made.action_spec.dim}, the task has {has.obs_spec.state_dim} / {has.action_spec.dim}"
+                    f"base.bundle={cfg.base.bundle} was made for state {made.state_dim}, cameras "
+                    f"{made.cameras or 'none'}, action {self.policy.action_spec.dim}; the task has state "
+                    f"{state_dim}, cameras {cameras or 'none'}, action {self.action_spec.dim}"
                 )
+            self.obs_spec = made  # the bundle's cameras (a state-only bundle ignores the task's images)
         else:
             self.policy = POLICIES.build(cfg.policy.name, cfg.policy, self.obs_spec, self.action_spec)
             self.policy = self.policy.to(self.device)
@@ -223,13 +284,21 @@ class Trainer:
     def collect_demos(self) -> list[Episode]:
         """Episodes from ``demos.path`` (an episode store) or scripted-expert episodes on seeds
         ``demos.seed_offset + i`` (see :func:`collect_episodes`)."""
+        cameras = sorted(self.obs_spec.cameras)  # images only of the cameras the base policy sees
         if self.cfg.demos.path:
-            episodes = load_demos(self.cfg.demos.path, keep_failures=self.cfg.demos.keep_failures)
+            path = self.cfg.demos.path
+            episodes = load_demos(path, keep_failures=self.cfg.demos.keep_failures, cameras=cameras)
             if episodes and episodes[0].states.shape[1] != self.obs_spec.state_dim:
                 raise DataError(
-                    f"{self.cfg.demos.path}: stored states have {episodes[0].states.shape[1]} dims, "
+                    f"{path}: stored states have {episodes[0].states.shape[1]} dims, "
                     f"task {self.cfg.task.env_id} has {self.obs_spec.state_dim}"
                 )
+            for cam, shape in self.obs_spec.cameras.items():
+                if episodes and episodes[0].pixels[cam].shape[1:] != tuple(shape):
+                    raise DataError(
+                        f"{path}: stored {cam!r} images are {episodes[0].pixels[cam].shape[1:]}, the policy "
+                        f"sees {tuple(shape)} (task.image_size)"
+                    )
             return episodes
         episodes = []
         env = make_env(self.cfg)
@@ -240,6 +309,7 @@ class Trainer:
                 self.cfg.logger.progress,
                 on_episode=lambda _, ep: episodes.append(ep),
                 env=env,
+                cameras=cameras,
             )
         finally:
             env.close()
@@ -269,8 +339,8 @@ class Trainer:
                 raise ConfigError("demonstrations without a final observation cannot fill a replay buffer")
             states = np.concatenate([ep.states, ep.final_state[None]]).astype(np.float32)
             obs = {STATE_KEY: states}
-            if BASE_ACTION_KEY in shapes:  # the frozen base re-run on the demo, reset at its start
-                obs[BASE_ACTION_KEY] = relabel_base_actions(self.policy, ep.states, ep.final_state)
+            if BASE_ACTION_KEY in shapes:  # the frozen base re-run on the demo (with its images)
+                obs[BASE_ACTION_KEY] = relabel_demo_base_actions(self.policy, ep)
             T = len(ep.actions)
             term = np.zeros(T, bool)
             term[-1] = ep.terminated
@@ -301,9 +371,15 @@ class Trainer:
             "config": config_to_json(self.cfg),
         }
         if self.dataset is not None:
-            state["dataset"] = self.dataset.state_dict()
+            # the dataset is a pure function of the demos (stored below): rebuilt on resume, so the
+            # checkpoint holds every image once
+            state["dataset"] = {
+                "obs_horizon": self.cfg.policy.obs_horizon,
+                "chunk_size": self.cfg.policy.chunk_size,
+                "cameras": self.dataset.cameras,
+            }
         if self.demos is not None:
-            state["demos"] = [dataclasses.asdict(ep) for ep in self.demos]
+            state["demos"] = [_episode_state(ep) for ep in self.demos]
         if self.algo is not None:
             state["algo"] = self.algo.state_dict()
         if self.online_buffer is not None and self.prior_buffer is not None:
@@ -323,10 +399,17 @@ class Trainer:
             raise ConfigError(f"cannot resume with a different config: {diff}")
         self.phase = state["phase"]
         self.imitation.load_state_dict(state["imitation"])
-        if "dataset" in state:
-            self.dataset = ChunkDataset.from_state_dict(state["dataset"])
         if "demos" in state:
             self.demos = [Episode(**ep) for ep in state["demos"]]
+        if "dataset" in state:
+            data = state["dataset"]
+            if "obs_index" in data:  # checkpoints that stored the dataset's arrays
+                self.dataset = ChunkDataset.from_state_dict(data)
+            else:
+                assert self.demos is not None
+                self.dataset = ChunkDataset(
+                    self.demos, data["obs_horizon"], data["chunk_size"], data["cameras"]
+                )
         if self.algo is not None and "algo" in state:
             self.algo.load_state_dict(state["algo"])
         if "online_buffer" in state:
@@ -388,7 +471,12 @@ class Trainer:
         cfg = self.cfg
         if self.dataset is None:
             assert self.demos is not None
-            self.dataset = ChunkDataset(self.demos, cfg.policy.obs_horizon, cfg.policy.chunk_size)
+            self.dataset = ChunkDataset(
+                self.demos,
+                cfg.policy.obs_horizon,
+                cfg.policy.chunk_size,
+                cameras=sorted(self.obs_spec.cameras),
+            )
             self.policy.fit_normalizer(self.dataset.states, self.dataset.actions)
         end = cfg.base.steps if until_step is None else min(until_step, cfg.base.steps)
         bar = tqdm(

@@ -4,6 +4,10 @@
 episodes to an episode store (``docs/data.md``: one file per episode, written to a temporary name
 and renamed, so a crash loses at most the episode in progress); failed episodes are dropped unless
 ``keep_failures=true``. Train on them with ``robot-rl-train demos.path=data/lift_demos``.
+
+With ``task.obs_mode=state+pixels`` every episode also keeps the camera images ``pixels/<camera>``
+(uint8 ``[T+1, H, W, 3]``, ``task.image_size`` square, cameras ``task.cameras``);
+``compress=true`` deflates the episode files (rendered images shrink several-fold).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class CollectConfig:
     keep_failures: bool = False
     seed_offset: int = 10_000
     out: str = ""  # output folder (default: <run dir>/demos)
+    compress: bool = False  # zip-deflate episode files (worth it with pixels); fixed when a store is created
     run_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -43,7 +48,9 @@ def _run(cfg: Any) -> None:
     cfg.run_dir = HydraConfig.get().runtime.output_dir
     ccfg: CollectConfig = to_dataclass(cfg)
     out = Path(ccfg.out or Path(ccfg.run_dir) / "demos")
-    store = EpisodeStore(out, create=True, fps=ccfg.task.control_hz, env_id=ccfg.task.env_id)
+    store = EpisodeStore(
+        out, create=True, fps=ccfg.task.control_hz, env_id=ccfg.task.env_id, compress=ccfg.compress
+    )
     demos = replace(
         DemoConfig(),
         n_episodes=ccfg.n_episodes,
@@ -52,7 +59,12 @@ def _run(cfg: Any) -> None:
         keep_failures=ccfg.keep_failures,
         seed_offset=ccfg.seed_offset,
     )
-    meta = {"env_id": ccfg.task.env_id, "expert_noise": ccfg.expert_noise, "hesitation": ccfg.hesitation}
+    meta = {
+        "env_id": ccfg.task.env_id,
+        "expert_noise": ccfg.expert_noise,
+        "hesitation": ccfg.hesitation,
+        "obs_mode": ccfg.task.obs_mode,
+    }
 
     def save(attempt: int, episode: Any) -> None:
         seed = ccfg.seed_offset + attempt

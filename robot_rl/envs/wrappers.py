@@ -34,15 +34,3 @@ class BaseActionWrapper(gym.ObservationWrapper):
     def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         action = np.asarray(self.base_policy.act(observation), dtype=np.float32)
         return {**observation, BASE_ACTION_KEY: np.clip(action, -1.0, 1.0)}
-
-
-def relabel_base_actions(base_policy: Any, states: np.ndarray, final_state: np.ndarray) -> np.ndarray:
-    """Base actions ``[T+1, Da]`` for a recorded episode's observations ``states [T] + final_state``.
-
-    The base is reset first, so its chunk queue starts fresh exactly as it would online.
-    """
-    base_policy.reset()
-    observations = [*states, final_state]
-    return np.stack([np.clip(base_policy.act({"state": s}), -1.0, 1.0) for s in observations]).astype(
-        np.float32
-    )
