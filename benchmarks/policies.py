@@ -1,18 +1,21 @@
 """Base-policy benchmark: imitation success on our tasks and inference latency on one CPU thread.
 
 ``robot-rl-bench policies [--tasks lift,peg_insert] [--policies bc_chunk,diffusion]
-[--presets expert,base_for_rl] [--episodes 50] [--seed 0] [--out result.json]``
+[--presets expert,base_for_rl] [--episodes 50] [--seed 0] [--set KEY=VALUE ...] [--out result.json]``
 
 Success: for each task × policy × demo preset, a base policy is trained by imitation
 (``algo=bc``, the run's defaults: 50 demos, 2000 updates, batch 256) and evaluated on the fixed
 seeds ``0 .. episodes-1`` (the same list for every row); success with its Wilson 95 % interval.
 Presets (``PRESETS`` below): ``expert`` = zero-noise expert demos; ``base_for_rl`` = the noisy
 demos the RL benchmarks start from (30-70 % base success is the target, leaving room for RL).
+``--set KEY=VALUE`` (repeatable) adds a config override to every run, as on the ``robot-rl-train``
+command line (e.g. ``--set policy.backbone=transformer``); each result row lists its overrides.
 
 Latency (``--latency``, on by default): ``torch.set_num_threads(1)``; the median over 200 calls of
-``act()`` that compute a new chunk (``bc_chunk``; ``diffusion`` with DDIM-10 and with the
-real-time-iteration warm start), measured on a freshly initialized policy of the default size
-(weights do not change the cost). Denoiser evaluations per chunk are counted.
+``act()`` that compute a new chunk (``bc_chunk`` with the MLP and with the transformer backbone;
+``diffusion`` with DDIM-10 and with the real-time-iteration warm start), measured on a freshly
+initialized policy of the default size (weights do not change the cost). Denoiser evaluations per
+chunk are counted. ``--set`` does not apply to the latency rows.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def train_and_evaluate(
     return {
         "task": task,
         "policy": policy,
+        "overrides": {k: str(v) for k, v in (overrides or {}).items()},
         "demos": n_demos,
         "noise": noise,
         "success": result.success_rate,
@@ -96,6 +100,10 @@ def measure_latency(n_calls: int = 200) -> list[dict[str, Any]]:
     rows = []
     cases = [
         ("bc_chunk", BCChunkPolicy(BCChunkConfig(), obs_spec, action_spec)),
+        (
+            "bc_chunk transformer",
+            BCChunkPolicy(BCChunkConfig(backbone="transformer"), obs_spec, action_spec),
+        ),
         ("diffusion DDIM-10", DiffusionPolicy(DiffusionConfig(), obs_spec, action_spec)),
         (
             "diffusion DDIM-10 + RTI",
@@ -130,19 +138,33 @@ def measure_latency(n_calls: int = 200) -> list[dict[str, Any]]:
     return rows
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["policy.backbone=transformer", ...]`` -> ``{"policy.backbone": "transformer", ...}``."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def markdown(results: list[dict[str, Any]], latency: list[dict[str, Any]]) -> str:
-    lines = [
-        "| task | policy | demos | expert noise | success | 95 % CI | wall s |",
-        "|---|---|---:|---:|---:|---|---:|",
-    ]
+    lines: list[str] = []
+    if results:
+        lines += [
+            "| task | policy | overrides | demos | expert noise | success | 95 % CI | wall s |",
+            "|---|---|---|---:|---:|---:|---|---:|",
+        ]
     for r in results:
+        overrides = " ".join(f"{k}={v}" for k, v in r.get("overrides", {}).items()) or "—"
         lines.append(
-            f"| {r['task']} | {r['policy']} | {r['demos']} | {r['noise']} | {r['success']:.0%} | "
-            f"{r['ci95'][0]:.0%}–{r['ci95'][1]:.0%} | {r['wall_s']:.0f} |"
+            f"| {r['task']} | {r['policy']} | {overrides} | {r['demos']} | {r['noise']} | "
+            f"{r['success']:.0%} | {r['ci95'][0]:.0%}–{r['ci95'][1]:.0%} | {r['wall_s']:.0f} |"
         )
     if latency:
         lines += [
-            "",
+            *([""] if lines else []),
             "| policy (1 CPU thread) | ms per new chunk, p50 | p90 | denoiser evals per chunk |",
             "|---|---:|---:|---:|",
         ]
@@ -163,9 +185,21 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every run, repeatable (e.g. policy.backbone=transformer)",
+    )
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     tasks, policies, presets = (s.split(",") for s in (args.tasks, args.policies, args.presets))
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for task in tasks:
         if task not in PRESETS:
             print(f"error: unknown task {task!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
@@ -185,6 +219,7 @@ def run(argv: list[str] | None = None) -> int:
                             args.episodes,
                             args.seed,
                             Path(tmp) / f"{task}_{policy}_{preset}",
+                            overrides,
                         )
                         row["preset"] = preset
                         results.append(row)

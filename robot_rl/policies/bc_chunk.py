@@ -1,6 +1,9 @@
-"""``bc_chunk``: behaviour cloning of action chunks with an MLP (ACT/Diffusion-Policy-style chunking).
+"""``bc_chunk``: behaviour cloning of action chunks (ACT/Diffusion-Policy-style chunking).
 
-The network maps ``To`` normalized states to ``Ta`` actions in ``[-1, 1]`` (tanh output). At run
+The network maps ``To`` normalized states to ``Ta`` actions in ``[-1, 1]`` (tanh output). Its
+backbone is an MLP on the flattened history (``backbone: mlp``, default) or a small ACT-like
+transformer encoder without the VAE (``backbone: transformer``); both are built by
+:func:`build_chunk_net`, and everything else (queue, ensembling, normalizers, loss) is shared. At run
 time ``act`` predicts a chunk, executes its first ``execution_horizon`` actions from a queue, then
 re-plans. ``reset`` clears the queue and the observation history (call it at every episode start;
 RL wrappers do this per environment).
@@ -17,11 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.config import check
+from robot_rl.config import check, check_choice, check_positive
 from robot_rl.core.networks import ActionNormalizer, StateNormalizer, mlp
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.policies import POLICIES
 from robot_rl.policies.base import PolicyConfig
+
+BACKBONES = ("mlp", "transformer")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,12 @@ class BCChunkConfig(PolicyConfig):
     # ACT temporal ensembling: > 0 re-plans every step and averages every chunk's prediction for the
     # current step with weights exp(-m·i), i = 0 for the oldest (ACT uses m = 0.01); 0 = off.
     temporal_ensemble_decay: float = 0.0
+    backbone: str = "mlp"  # mlp (uses hidden_dims) | transformer (uses the fields below)
+    d_model: int = 128  # transformer token width
+    n_heads: int = 4
+    n_layers: int = 2
+    ff_dim: int = 256  # width of each encoder layer's feed-forward block
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,6 +53,14 @@ class BCChunkConfig(PolicyConfig):
             len(self.hidden_dims) > 0 and all(h > 0 for h in self.hidden_dims),
             f"policy.hidden_dims must be positive widths, got {self.hidden_dims}",
         )
+        check_choice("policy.backbone", self.backbone, BACKBONES)
+        for key in ("d_model", "n_heads", "n_layers", "ff_dim"):
+            check_positive(f"policy.{key}", getattr(self, key))
+        check(
+            self.d_model % self.n_heads == 0,
+            f"policy.d_model={self.d_model} must be divisible by policy.n_heads={self.n_heads}",
+        )
+        check(0.0 <= self.dropout < 1.0, f"policy.dropout must be in [0, 1), got {self.dropout}")
 
 
 # --- math ---
@@ -68,6 +87,63 @@ def masked_chunk_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+# --- networks: [B, To, Ds] normalized states -> [B, Ta, Da] pre-tanh actions ---
+
+
+class ChunkMLP(nn.Sequential):
+    """An :func:`mlp` on the flattened history ``[B, To·Ds]`` reshaped to ``[B, Ta, Da]``.
+
+    A ``Sequential`` subclass so the parameter names (``net.0.weight``, ...) are those of the plain
+    MLP: bundles saved before the transformer option load unchanged.
+    """
+
+    def __init__(self, obs_horizon: int, state_dim: int, hidden: list[int], chunk_size: int, action_dim: int):
+        super().__init__(*mlp(obs_horizon * state_dim, hidden, chunk_size * action_dim))
+        self.chunk_size, self.action_dim = chunk_size, action_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1)).view(-1, self.chunk_size, self.action_dim)
+
+
+class ChunkTransformer(nn.Module):
+    """ACT-like chunk predictor without the VAE: one pre-norm ``TransformerEncoder`` over
+    ``[To observation tokens, Ta learned action queries]``; a linear head reads the query tokens.
+
+    Observation token ``i`` is ``Linear(s_i) + pos_i`` (learned positions); the queries are learned
+    vectors (their index is their chunk position). No mask: every token attends to every token.
+    """
+
+    def __init__(self, cfg: BCChunkConfig, state_dim: int, action_dim: int):
+        super().__init__()
+        d = cfg.d_model
+        self.obs_proj = nn.Linear(state_dim, d)
+        self.obs_pos = nn.Parameter(0.02 * torch.randn(cfg.obs_horizon, d))  # [To, d]
+        self.queries = nn.Parameter(0.02 * torch.randn(cfg.chunk_size, d))  # [Ta, d]
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, cfg.ff_dim, cfg.dropout, activation="relu", batch_first=True, norm_first=True
+        )
+        # pre-norm leaves the residual stream unnormalized: a final LayerNorm before the head;
+        # in eval mode under no_grad PyTorch runs these layers through its fused fast path
+        self.encoder = nn.TransformerEncoder(
+            layer, cfg.n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False
+        )
+        self.head = nn.Linear(d, action_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, To, Ds]`` -> ``[B, Ta, Da]``."""
+        obs_tokens = self.obs_proj(x) + self.obs_pos  # [B, To, d]
+        queries = self.queries.expand(x.shape[0], -1, -1)  # [B, Ta, d]
+        h = self.encoder(torch.cat([obs_tokens, queries], dim=1))  # [B, To + Ta, d]
+        return self.head(h[:, x.shape[1] :])
+
+
+def build_chunk_net(cfg: BCChunkConfig, state_dim: int, action_dim: int) -> nn.Module:
+    """The backbone chosen by ``cfg.backbone``: ``[B, To, Ds] -> [B, Ta, Da]`` (pre-tanh)."""
+    if cfg.backbone == "transformer":
+        return ChunkTransformer(cfg, state_dim, action_dim)
+    return ChunkMLP(cfg.obs_horizon, state_dim, cfg.hidden_dims, cfg.chunk_size, action_dim)
+
+
 # --- policy ---
 
 
@@ -80,9 +156,7 @@ class BCChunkPolicy(nn.Module):
         self.action_spec = action_spec
         self.normalizer = StateNormalizer(obs_spec.state_dim)
         self.action_normalizer = ActionNormalizer(action_spec.dim, headroom=cfg.action_headroom)
-        self.net = mlp(
-            cfg.obs_horizon * obs_spec.state_dim, cfg.hidden_dims, cfg.chunk_size * action_spec.dim
-        )
+        self.net = build_chunk_net(cfg, obs_spec.state_dim, action_spec.dim)
         self._history: deque[np.ndarray] = deque(maxlen=cfg.obs_horizon)
         self._queue: deque[np.ndarray] = deque()
         self._chunks: deque[np.ndarray] = deque()  # temporal ensembling: chunks still covering future steps
@@ -97,8 +171,8 @@ class BCChunkPolicy(nn.Module):
             self.action_normalizer.fit(torch.as_tensor(actions, dtype=torch.float32, device=self.device))
 
     def _normalized_chunk(self, obs_state: torch.Tensor) -> torch.Tensor:
-        x = self.normalizer(obs_state).flatten(1)
-        return torch.tanh(self.net(x)).view(-1, self.cfg.chunk_size, self.action_spec.dim)
+        """``obs_state [B, To, Ds]`` -> ``[B, Ta, Da]`` in the normalized action space ``[-1, 1]``."""
+        return torch.tanh(self.net(self.normalizer(obs_state)))
 
     def predict_chunk(self, obs_state: torch.Tensor) -> torch.Tensor:
         """``obs_state [B, To, Ds]`` -> action chunk ``[B, Ta, Da]`` in env units, clipped to ``[-1, 1]``."""
