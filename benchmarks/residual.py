@@ -164,7 +164,7 @@ def run(argv: list[str] | None = None) -> int:
                 print(f"error: unknown task {task!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
                 return 2
             jobs: list[tuple[str, int, dict[str, str]]] = []
-            for arm in args.arms.split(","):
+            for arm in filter(None, args.arms.split(",")):  # --arms "" with --ablations: ablations only
                 jobs += [(arm, s, dict(common)) for s in seeds]
             if args.ablations:
                 jobs += [(f"residual/{name}", seeds[0], {**common, **o}) for name, o in ABLATIONS.items()]
