@@ -49,8 +49,12 @@ def train_and_evaluate(
     seed: int,
     run_dir: Path,
     overrides: dict[str, Any] | None = None,
+    rti: bool = False,
 ) -> dict[str, Any]:
-    """Imitation-only run through the real CLI config; returns the evaluation as a dict."""
+    """Imitation-only run through the real CLI config; returns the evaluation as a dict.
+
+    ``rti``: for a ``diffusion`` policy also evaluate the same trained weights with the
+    real-time-iteration warm start on the same seeds (``success_rti``), the RTI success cost."""
     from robot_rl.cli.common import compose
     from robot_rl.trainer import Trainer
 
@@ -72,9 +76,22 @@ def train_and_evaluate(
     }
     cfg = compose("train", args)
     t0 = time.perf_counter()
-    result = Trainer(cfg).run().eval_result
+    trainer = Trainer(cfg)
+    result = trainer.run().eval_result
     assert result is not None
     lo, hi = result.success_ci95
+    extra: dict[str, Any] = {}
+    if rti and policy == "diffusion":
+        import dataclasses
+
+        from robot_rl.evaluation import evaluate
+        from robot_rl.trainer import make_env
+
+        trained = trainer.policy.eval()
+        trained.cfg = dataclasses.replace(trained.cfg, rti_warm_start=True)
+        seeds = [cfg.eval.seed_offset + i for i in range(episodes)]
+        warm = evaluate(trained, lambda: make_env(cfg), seeds)
+        extra = {"success_rti": warm.success_rate, "ci95_rti": list(warm.success_ci95)}
     return {
         "task": task,
         "policy": policy,
@@ -85,6 +102,7 @@ def train_and_evaluate(
         "ci95": [lo, hi],
         "episodes": episodes,
         "wall_s": time.perf_counter() - t0,
+        **extra,
     }
 
 
@@ -162,6 +180,12 @@ def markdown(results: list[dict[str, Any]], latency: list[dict[str, Any]]) -> st
             f"| {r['task']} | {r['policy']} | {overrides} | {r['demos']} | {r['noise']} | "
             f"{r['success']:.0%} | {r['ci95'][0]:.0%}–{r['ci95'][1]:.0%} | {r['wall_s']:.0f} |"
         )
+        if "success_rti" in r:
+            lo, hi = r["ci95_rti"]
+            lines.append(
+                f"| {r['task']} | {r['policy']} + RTI warm start (same weights and seeds) | {overrides} | "
+                f"{r['demos']} | {r['noise']} | {r['success_rti']:.0%} | {lo:.0%}–{hi:.0%} | — |"
+            )
     if latency:
         lines += [
             *([""] if lines else []),
@@ -192,6 +216,9 @@ def run(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="config override for every run, repeatable (e.g. policy.backbone=transformer)",
     )
+    parser.add_argument(
+        "--rti", action="store_true", help="also evaluate each diffusion policy with the RTI warm start"
+    )
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     tasks, policies, presets = (s.split(",") for s in (args.tasks, args.policies, args.presets))
@@ -220,6 +247,7 @@ def run(argv: list[str] | None = None) -> int:
                             args.seed,
                             Path(tmp) / f"{task}_{policy}_{preset}",
                             overrides,
+                            rti=args.rti,
                         )
                         row["preset"] = preset
                         results.append(row)

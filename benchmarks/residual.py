@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.benchmarks.policies import PRESETS
+from robot_rl.benchmarks.policies import PRESETS, parse_overrides
 
 ABLATIONS = {
     "no_layernorm": {"algo.layer_norm": "false"},
@@ -149,13 +149,11 @@ def run(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    common: dict[str, str] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"error: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        common[key] = value
+    try:
+        common = parse_overrides(args.set)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
