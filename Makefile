@@ -1,6 +1,6 @@
 # Two commands for a fresh clone (see README):
 #   make run    create .venv if missing, install robot-rl[sim], run the main job
-#   make test   create .venv if missing, install robot-rl[sim,dev], run the default test tier
+#   make test   create .venv if missing, install robot-rl[sim,dev,ros], run the default test tier
 # The venv is re-installed when pyproject.toml or constraints/dev.txt change.
 
 PYTHON ?= python3
@@ -29,10 +29,10 @@ $(VENV)/.installed-%: pyproject.toml constraints/dev.txt | $(BIN)/python
 run: $(VENV)/.installed-sim
 	$(BIN)/robot-rl-train $(ARGS)
 
-test: $(VENV)/.installed-sim,dev
+test: $(VENV)/.installed-sim,dev,ros
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-learning: $(VENV)/.installed-sim,dev
+test-learning: $(VENV)/.installed-sim,dev,ros
 	$(BIN)/python -m pytest -m "learning" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-sim,dev

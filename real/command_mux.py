@@ -1,0 +1,223 @@
+"""``robot-rl-command-mux``: policy/teleop mux + safety filter between the policy and the robot.
+
+Subscribes ``/robot_rl/action`` and ``/robot_rl/teleop/action`` (Float32MultiArray, normalized),
+``/robot_rl/intervention`` (Bool); offers ``/robot_rl/estop`` (SetBool: true latches, false releases).
+Publishes the filtered command to the robot (``command_type``: ``forward`` Float64MultiArray,
+``joint_trajectory`` JointTrajectory or ``twist`` TwistStamped on ``command_topic``),
+``/robot_rl/executed_action`` (Float32MultiArray, normalized) and ``/robot_rl/command_source``
+(String: ``policy``, ``teleop``, ``hold:watchdog``, ``hold:estop``, ``hold:rejected``).
+
+A fresh action is filtered and published at once (no added phase delay); a timer at ``control_hz``
+fills control periods without a fresh action (repeat, then hold after ``watchdog_periods``). The rules
+live in :mod:`robot_rl.real.safety`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from robot_rl.core.optional import require
+
+require("rclpy", "the command_mux node")
+
+from geometry_msgs.msg import PointStamped, TwistStamped  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, String  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+
+from robot_rl.real.conversions import action_to_twist, scale_command  # noqa: E402
+from robot_rl.real.node_utils import (  # noqa: E402
+    ConfigError,
+    choice,
+    command_qos,
+    declare,
+    positive,
+    run_node,
+    sensor_qos,
+)
+from robot_rl.real.safety import SafetyConfig, SafetyFilter, SafetyOutput  # noqa: E402
+
+COMMAND_TYPES = ("forward", "joint_trajectory", "twist")
+DEFAULT_TOPICS = {
+    "forward": "/forward_position_controller/commands",
+    "joint_trajectory": "/joint_trajectory_controller/joint_trajectory",
+    "twist": "/servo_node/delta_twist_cmds",
+}
+
+
+def _broadcast(name: str, values: list[float], dim: int) -> tuple[float, ...]:
+    if len(values) == 1:
+        return tuple(values) * dim
+    if len(values) != dim:
+        raise ConfigError(f"parameter {name!r} has {len(values)} values; expected 1 or action_dim={dim}")
+    return tuple(values)
+
+
+class CommandMuxNode(Node):
+    """Parameters: action_dim, control_hz, low, high, max_delta, watchdog_periods, delta_dims, box_low,
+    box_high, ee_scale, tcp_topic, command_type, command_topic, command_scale, command_offset,
+    joint_names (joint_trajectory), frame_id (twist)."""
+
+    def __init__(self) -> None:
+        super().__init__("robot_rl_command_mux")
+        dim = declare(self, "action_dim", int, 4, "normalized action dimension Da")
+        if dim < 1:
+            raise ConfigError(f"parameter 'action_dim' must be >= 1, got {dim}")
+        self.period = 1.0 / positive(
+            "control_hz", declare(self, "control_hz", float, 20.0, "control rate, Hz")
+        )
+        try:
+            cfg = SafetyConfig(
+                low=_broadcast("low", declare(self, "low", float, [-1.0], "action lower bounds", True), dim),
+                high=_broadcast(
+                    "high", declare(self, "high", float, [1.0], "action upper bounds", True), dim
+                ),
+                max_delta=_broadcast(
+                    "max_delta",
+                    declare(self, "max_delta", float, [0.5], "max change per command, normalized", True),
+                    dim,
+                ),
+                watchdog_periods=declare(
+                    self, "watchdog_periods", int, 2, "periods without a fresh action before hold"
+                ),
+                delta_dims=tuple(
+                    declare(self, "delta_dims", int, [], "velocity-like dims (hold -> 0)", True)
+                ),
+                box_low=tuple(declare(self, "box_low", float, [], "workspace box low x,y,z (m)", True))
+                or None,
+                box_high=tuple(declare(self, "box_high", float, [], "workspace box high x,y,z (m)", True))
+                or None,
+                ee_scale=declare(self, "ee_scale", float, 0.04, "m per normalized unit of dims 0-2"),
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        self.command_type = choice(
+            "command_type",
+            declare(self, "command_type", str, "forward", "forward | joint_trajectory | twist"),
+            COMMAND_TYPES,
+        )
+        topic = declare(self, "command_topic", str, "", "robot command topic; '' = the controller default")
+        self.scale = np.array(
+            _broadcast(
+                "command_scale",
+                declare(self, "command_scale", float, [1.0], "physical = offset + scale * action", True),
+                dim,
+            )
+        )
+        self.offset = np.array(
+            _broadcast(
+                "command_offset",
+                declare(self, "command_offset", float, [0.0], "see command_scale", True),
+                dim,
+            )
+        )
+        self.joint_names = declare(self, "joint_names", str, [], "joint names (joint_trajectory)", True)
+        if self.command_type == "joint_trajectory" and len(self.joint_names) != dim:
+            raise ConfigError(
+                f"command_type 'joint_trajectory' needs {dim} joint_names, got {len(self.joint_names)}"
+            )
+        self.frame_id = declare(self, "frame_id", str, "world", "frame of twist commands")
+        self.control_hz = 1.0 / self.period
+        self.filter = SafetyFilter(cfg)
+        self.lock = threading.Lock()
+        self.policy_action: np.ndarray | None = None
+        self.teleop_action: np.ndarray | None = None
+        self.intervention = False
+        self.tcp: np.ndarray | None = None
+        self.fresh_since_tick = False
+        self.last_warn = 0.0
+
+        msg_type = {"forward": Float64MultiArray, "joint_trajectory": JointTrajectory, "twist": TwistStamped}
+        self.cmd_pub = self.create_publisher(
+            msg_type[self.command_type], topic or DEFAULT_TOPICS[self.command_type], command_qos(10)
+        )
+        self.exec_pub = self.create_publisher(Float32MultiArray, "/robot_rl/executed_action", command_qos(10))
+        self.source_pub = self.create_publisher(String, "/robot_rl/command_source", command_qos(10))
+        self.create_subscription(Float32MultiArray, "/robot_rl/action", self._on_policy, command_qos(1))
+        self.create_subscription(
+            Float32MultiArray, "/robot_rl/teleop/action", self._on_teleop, command_qos(1)
+        )
+        self.create_subscription(Bool, "/robot_rl/intervention", self._on_intervention, command_qos(1))
+        tcp_topic = declare(self, "tcp_topic", str, "", "PointStamped tcp position (m) for the box; '' = off")
+        if tcp_topic:
+            self.create_subscription(PointStamped, tcp_topic, self._on_tcp, sensor_qos())
+        self.create_service(SetBool, "/robot_rl/estop", self._on_estop)
+        self.create_timer(self.period, self._on_tick)
+        self.get_logger().info(
+            f"command_mux: {self.command_type} -> {topic or DEFAULT_TOPICS[self.command_type]} at "
+            f"{self.control_hz:g} Hz, watchdog {cfg.watchdog_periods} periods"
+        )
+
+    # --- callbacks: all on the default (mutually exclusive) group, so no two run at once -------------
+    def _on_policy(self, msg: Float32MultiArray) -> None:
+        with self.lock:
+            if not self.intervention:
+                self._publish(self.filter.step(np.asarray(msg.data), None, False, self.tcp))
+
+    def _on_teleop(self, msg: Float32MultiArray) -> None:
+        with self.lock:
+            if self.intervention:
+                self._publish(self.filter.step(None, np.asarray(msg.data), True, self.tcp))
+
+    def _on_intervention(self, msg: Bool) -> None:
+        with self.lock:
+            self.intervention = bool(msg.data)
+
+    def _on_tcp(self, msg: PointStamped) -> None:
+        self.tcp = np.array([msg.point.x, msg.point.y, msg.point.z])
+
+    def _on_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        with self.lock:
+            self.filter.set_estop(bool(request.data))
+            if request.data:  # hold now, not at the next tick
+                self._publish(self.filter.step(None, None, self.intervention, self.tcp))
+        response.success = True
+        response.message = "e-stop latched" if request.data else "e-stop released"
+        self.get_logger().warning(response.message)
+        return response
+
+    def _on_tick(self) -> None:
+        with self.lock:
+            if self.fresh_since_tick:
+                self.fresh_since_tick = False
+                return
+            self._publish(self.filter.step(None, None, self.intervention, self.tcp), tick=True)
+
+    # --- output --------------------------------------------------------------------------------------
+    def _publish(self, out: SafetyOutput, tick: bool = False) -> None:
+        if not tick:
+            self.fresh_since_tick = True
+        a = out.action
+        if self.command_type == "forward":
+            msg = Float64MultiArray(data=scale_command(a, self.scale, self.offset).tolist())
+        elif self.command_type == "joint_trajectory":
+            msg = JointTrajectory(joint_names=self.joint_names)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            point = JointTrajectoryPoint(positions=scale_command(a, self.scale, self.offset).tolist())
+            point.time_from_start.nanosec = int(self.period * 1e9)  # reach it within one control period
+            msg.points = [point]
+        else:
+            msg = action_to_twist(a, self.filter.cfg.ee_scale, self.control_hz)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.header.frame_id = self.frame_id
+        self.cmd_pub.publish(msg)
+        self.exec_pub.publish(Float32MultiArray(data=a.astype(np.float32).tolist()))
+        reason = "estop" if out.estop else "watchdog" if out.watchdog else "rejected" if out.rejected else ""
+        source = f"hold:{reason}" if out.source == "hold" and reason else out.source
+        self.source_pub.publish(String(data=source))
+        now = time.monotonic()
+        if (out.watchdog or out.rejected) and now - self.last_warn > 1.0:
+            self.last_warn = now
+            self.get_logger().warning(f"holding: {source}")
+
+
+def main() -> None:
+    run_node("command_mux", CommandMuxNode)
+
+
+if __name__ == "__main__":
+    main()

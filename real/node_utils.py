@@ -1,0 +1,140 @@
+"""Shared rclpy plumbing of the robot_rl nodes: typed parameters, QoS profiles, the console-script main.
+
+Every node reads its parameters once, in its constructor (our "configure" step), through
+:func:`declare`: a bad value raises :class:`ConfigError`, which :func:`run_node` turns into one log
+line and exit status 2 before any control step runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from robot_rl.core.optional import require
+
+
+class ConfigError(ValueError):
+    """A bad node parameter (or a missing/incompatible input named by one)."""
+
+
+_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("bool", lambda v: isinstance(v, bool)),
+    int: ("integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("double", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    str: ("string", lambda v: isinstance(v, str)),
+}
+
+
+def declare(node: Any, name: str, kind: type, default: Any, description: str, array: bool = False) -> Any:
+    """Declare a read-only parameter of ``kind`` (bool/int/float/str, or a list of it) and return its value.
+
+    Integers are accepted where doubles are expected (``-p low:=[-1,-1]``); an empty list on the
+    command line leaves the default.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    type_name, check = _TYPES[kind]
+    type_name = f"{type_name} array" if array else type_name
+    desc = ParameterDescriptor(
+        description=f"{description} ({type_name})", read_only=True, dynamic_typing=True
+    )
+    value = node.declare_parameter(name, None if array and not default else default, desc).value
+    if value is None:
+        value = default
+    if array:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"parameter {name!r} must be a {type_name}, got {value!r}")
+        value = list(value)
+        if not all(check(v) for v in value):
+            raise ConfigError(f"parameter {name!r} must be a {type_name}, got {value!r}")
+        return [kind(v) for v in value]
+    if not check(value):
+        raise ConfigError(f"parameter {name!r} must be a {type_name}, got {value!r}")
+    return kind(value)
+
+
+def choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"parameter {name!r} is {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ConfigError(f"parameter {name!r} must be > 0, got {value}")
+    return value
+
+
+# --- QoS (ECOSYSTEM §3 item 2) -------------------------------------------------------------------
+
+
+def sensor_qos() -> Any:
+    """Sensor streams (joint states, images): keep-last 5, best effort (reads reliable publishers too)."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    return qos_profile_sensor_data
+
+
+def command_qos(depth: int = 1) -> Any:
+    """Commands and actions: reliable, keep-last ``depth``, volatile."""
+    from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+
+    return QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=QoSReliabilityPolicy.RELIABLE,
+        durability=QoSDurabilityPolicy.VOLATILE,
+    )
+
+
+def latched_qos() -> Any:
+    """Static info (the task text): reliable + transient local, so late joiners get the last value."""
+    from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+
+    return QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=QoSReliabilityPolicy.RELIABLE,
+        durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+    )
+
+
+def stamp_to_s(stamp: Any) -> float:
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def run_node(name: str, factory: Callable[[], Any], threads: int = 2, argv: list[str] | None = None) -> None:
+    """Console-script body: init rclpy, build the node (exit 2 with one line on ConfigError), spin."""
+    require("rclpy", f"the {name} node")
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    args = sys.argv if argv is None else argv
+    if any(a in ("-h", "--help") for a in args[1:]) and "--ros-args" not in args:
+        print(f"usage: {args[0]} --ros-args [-p name:=value ...] [-r from:=to ...]\n{factory.__doc__ or ''}")
+        return
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = factory()
+        except ConfigError as err:
+            print(f"[{name}] error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

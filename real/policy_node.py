@@ -1,0 +1,174 @@
+"""``robot-rl-policy-node``: a policy bundle acting on the ROS graph (ARCHITECTURE §3.5).
+
+Subscriptions only cache the latest message (sensor callback group). A timer at ``control_hz`` on its
+own callback group builds the observation from the cached state, drops it when its header stamp is
+older than ``max_obs_age_s`` (or when nothing new arrived since the last step), runs ``policy.act``
+(the bundle's own chunk queue does the chunk scheduling) and publishes ``/robot_rl/action``
+(Float32MultiArray, normalized). With a MultiThreadedExecutor a slow model never blocks the sensor
+callbacks; a step that overruns the period counts as a deadline miss.
+
+Observation: ``state_topic`` is a JointState; with ``joint_names`` set the state vector is the
+``position`` of those joints in that order (a real robot whose bundle state is proprio only),
+otherwise the whole ``position`` array (the sim bridge's ``/robot_rl/observation/state``).
+Timing is logged every ``report_every_s`` (inference ms p50/max, observation age ms, misses) and
+published on ``/robot_rl/policy/inference_ms`` (Float32).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from robot_rl.core.optional import require
+
+require("rclpy", "the policy node")
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float32, Float32MultiArray, String  # noqa: E402
+
+from robot_rl.real.conversions import joint_state_vector  # noqa: E402
+from robot_rl.real.node_utils import (  # noqa: E402
+    ConfigError,
+    command_qos,
+    declare,
+    latched_qos,
+    positive,
+    run_node,
+    sensor_qos,
+    stamp_to_s,
+)
+
+
+class PolicyNode(Node):
+    """Parameters: bundle (required), device, control_hz (0 = the bundle's rate), max_obs_age_s,
+    state_topic, joint_names, report_every_s."""
+
+    def __init__(self) -> None:
+        super().__init__("robot_rl_policy")
+        bundle = declare(self, "bundle", str, "", "path of a policy bundle folder")
+        if not bundle:
+            raise ConfigError("parameter 'bundle' is required (-p bundle:=<folder>)")
+        device = declare(self, "device", str, "cpu", "torch device")
+        from robot_rl.core.errors import BundleError
+        from robot_rl.deploy.bundle import load_policy
+
+        try:
+            self.policy = load_policy(bundle, device=device)
+        except (BundleError, RuntimeError) as err:
+            raise ConfigError(f"cannot load bundle: {err}") from err
+        meta = self.policy.bundle_meta
+        hz = declare(self, "control_hz", float, 0.0, "control rate, Hz; 0 = the bundle's control_hz")
+        self.control_hz = positive("control_hz", hz if hz > 0 else float(meta.get("control_hz", 20.0)))
+        self.max_age = positive(
+            "max_obs_age_s", declare(self, "max_obs_age_s", float, 0.2, "drop older obs, s")
+        )
+        state_topic = declare(self, "state_topic", str, "/robot_rl/observation/state", "JointState topic")
+        self.joint_names = declare(self, "joint_names", str, [], "joints forming the state vector", True)
+        self.report_every = declare(self, "report_every_s", float, 5.0, "timing log period, s")
+        self.state_dim = int(meta["obs_spec"]["state_dim"])
+        if self.joint_names and len(self.joint_names) != self.state_dim:
+            raise ConfigError(
+                f"{len(self.joint_names)} joint_names for a bundle whose state has {self.state_dim} dims"
+            )
+        if meta["obs_spec"].get("cameras"):
+            raise ConfigError(
+                "camera observations are not supported by the policy node yet (state-only bundles)"
+            )
+        self.action_dim = int(meta["action_spec"]["dim"])
+
+        self.lock = threading.Lock()
+        self.latest: JointState | None = None
+        self.last_used_stamp: float | None = None
+        self.infer_ms: list[float] = []
+        self.ages_ms: list[float] = []
+        self.misses = self.stale = self.steps = 0
+        self.next_report = time.monotonic() + self.report_every
+        self.fatal: str | None = None
+
+        sensors = MutuallyExclusiveCallbackGroup()
+        control = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(
+            JointState, state_topic, self._on_state, sensor_qos(), callback_group=sensors
+        )
+        self.create_subscription(
+            String, "/robot_rl/task", self._on_task, latched_qos(), callback_group=sensors
+        )
+        self.action_pub = self.create_publisher(Float32MultiArray, "/robot_rl/action", command_qos(1))
+        self.timing_pub = self.create_publisher(Float32, "/robot_rl/policy/inference_ms", command_qos(10))
+        self.create_timer(1.0 / self.control_hz, self._on_timer, callback_group=control)
+        self.policy.reset()
+        self.get_logger().info(
+            f"policy: {meta['policy']} bundle {bundle} at {self.control_hz:g} Hz, state from {state_topic}"
+        )
+
+    def _on_state(self, msg: JointState) -> None:
+        with self.lock:
+            self.latest = msg
+
+    def _on_task(self, msg: String) -> None:
+        self.get_logger().info(f"task: {msg.data!r}")
+
+    def _state(self, msg: JointState) -> np.ndarray:
+        if self.joint_names:
+            return joint_state_vector(list(msg.name), list(msg.position), self.joint_names)
+        state = np.asarray(msg.position, dtype=np.float64)
+        if state.size != self.state_dim:
+            raise KeyError(f"state message has {state.size} values; the bundle expects {self.state_dim}")
+        return state
+
+    def _on_timer(self) -> None:
+        t0 = time.monotonic()
+        with self.lock:
+            msg = self.latest
+        if msg is None:
+            return
+        stamp = stamp_to_s(msg.header.stamp)
+        age = stamp_to_s(self.get_clock().now().to_msg()) - stamp
+        if stamp == self.last_used_stamp or age > self.max_age:
+            self.stale += 1  # nothing new, or too old: publish nothing, the mux watchdog decides
+            return
+        try:
+            state = self._state(msg)
+        except KeyError as err:
+            if self.fatal is None:
+                self.fatal = str(err).strip("'\"")
+                self.get_logger().error(f"observation does not match the bundle: {self.fatal}")
+            return
+        self.last_used_stamp = stamp
+        action = np.asarray(self.policy.act({"state": state.astype(np.float32)}), dtype=np.float32).reshape(
+            -1
+        )
+        self.action_pub.publish(Float32MultiArray(data=action.tolist()))
+        dt = time.monotonic() - t0
+        self.steps += 1
+        self.infer_ms.append(1e3 * dt)
+        self.ages_ms.append(1e3 * max(age, 0.0))
+        if dt > 1.0 / self.control_hz:
+            self.misses += 1
+        self.timing_pub.publish(Float32(data=float(1e3 * dt)))
+        if time.monotonic() >= self.next_report:
+            self._report()
+
+    def _report(self) -> None:
+        self.next_report = time.monotonic() + self.report_every
+        if self.infer_ms:
+            inf, age = np.array(self.infer_ms), np.array(self.ages_ms)
+            self.get_logger().info(
+                f"timing/inference_ms p50 {np.median(inf):.2f} max {inf.max():.2f}; timing/obs_age_ms p50 "
+                f"{np.median(age):.2f} max {age.max():.2f}; steps {self.steps}, deadline misses "
+                f"{self.misses}, stale/skipped {self.stale}"
+            )
+        self.infer_ms.clear()
+        self.ages_ms.clear()
+
+
+def main() -> None:
+    run_node("policy", PolicyNode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""``robot-rl-sim-bridge``: a ``robot_rl.sim`` task presented as a ROS 2 robot (ARCHITECTURE §3.5).
+
+Publishes ``/joint_states`` (arm joints + fingers, rad and rad/s), ``/robot_rl/observation/state``
+(JointState whose ``position`` is the task's full state vector, names ``state_<i>``: the object state a
+perception stack would give on a real robot), ``/robot_rl/tcp_position`` (PointStamped, m, world),
+``/robot_rl/success`` (Bool), ``/robot_rl/reward`` (Float32), ``/robot_rl/task`` (String, transient
+local) and ``/clock`` (sim time = steps x control period). Accepts the command topic a ros2_control
+robot accepts, chosen by ``command_type`` (same names and scaling as the command mux); offers
+``/robot_rl/reset`` (Trigger).
+
+Steps in real time at ``control_hz`` with the latest command; without a command yet (or after a
+reset) it sends the neutral action (no motion, gripper unchanged).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from robot_rl.core.optional import require
+
+require("rclpy", "the sim_bridge node")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from geometry_msgs.msg import PointStamped, TwistStamped  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Bool, Float32, Float64MultiArray, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from robot_rl.real.command_mux import COMMAND_TYPES, DEFAULT_TOPICS, _broadcast  # noqa: E402
+from robot_rl.real.conversions import twist_to_delta, unscale_command  # noqa: E402
+from robot_rl.real.node_utils import (  # noqa: E402
+    ConfigError,
+    choice,
+    command_qos,
+    declare,
+    latched_qos,
+    positive,
+    run_node,
+)
+
+
+def _stamp(t: float) -> Time:
+    sec = int(t)
+    return Time(sec=sec, nanosec=min(round((t - sec) * 1e9), 999_999_999))
+
+
+class SimBridgeNode(Node):
+    """Parameters: task, control_hz, seed, command_type, command_topic, command_scale, command_offset,
+    ee_scale (twist), auto_reset, publish_clock."""
+
+    def __init__(self) -> None:
+        super().__init__("robot_rl_sim_bridge")
+        task = declare(self, "task", str, "robot_rl/Lift-v0", "gymnasium id of a robot_rl.sim task")
+        self.control_hz = positive("control_hz", declare(self, "control_hz", float, 20.0, "control rate, Hz"))
+        seed = declare(self, "seed", int, 0, "seed of the first reset")
+        self.command_type = choice(
+            "command_type",
+            declare(self, "command_type", str, "forward", "forward | joint_trajectory | twist"),
+            COMMAND_TYPES,
+        )
+        topic = declare(self, "command_topic", str, "", "command topic; '' = the controller default")
+        self.auto_reset = declare(self, "auto_reset", bool, False, "reset when an episode ends")
+        self.publish_clock = declare(self, "publish_clock", bool, True, "publish sim time on /clock")
+        self.ee_scale = positive("ee_scale", declare(self, "ee_scale", float, 0.04, "m per unit (twist)"))
+        try:
+            import gymnasium as gym
+
+            import robot_rl  # noqa: F401  (registers the gymnasium ids)
+
+            self.env = gym.make(task).unwrapped
+        except Exception as err:  # unknown id, missing mujoco, bad kwargs: one line
+            raise ConfigError(
+                f"cannot make task {task!r}: {str(err).splitlines()[0] if str(err) else err!r}"
+            ) from err
+        from robot_rl.sim.arm import ARM_JOINTS, FINGER_JOINTS
+
+        self.joint_names = [*ARM_JOINTS, *FINGER_JOINTS]
+        self.dim = int(self.env.action_space.shape[0])
+        scale_list = declare(self, "command_scale", float, [1.0], "physical = offset + scale * action", True)
+        offset_list = declare(self, "command_offset", float, [0.0], "see command_scale", True)
+        self.scale = np.array(_broadcast("command_scale", scale_list, self.dim))
+        self.offset = np.array(_broadcast("command_offset", offset_list, self.dim))
+        self.lock = threading.Lock()
+        self.seed = seed
+        self.steps = 0
+        self.sim_time = 0.0
+        self.done = False
+        self.commands_received = 0
+        self._reset()
+
+        msg_type = {"forward": Float64MultiArray, "joint_trajectory": JointTrajectory, "twist": TwistStamped}
+        self.create_subscription(
+            msg_type[self.command_type],
+            topic or DEFAULT_TOPICS[self.command_type],
+            self._on_command,
+            command_qos(10),
+        )
+        self.joint_pub = self.create_publisher(JointState, "/joint_states", command_qos(10))
+        self.state_pub = self.create_publisher(JointState, "/robot_rl/observation/state", command_qos(10))
+        self.tcp_pub = self.create_publisher(PointStamped, "/robot_rl/tcp_position", command_qos(10))
+        self.success_pub = self.create_publisher(Bool, "/robot_rl/success", command_qos(10))
+        self.reward_pub = self.create_publisher(Float32, "/robot_rl/reward", command_qos(10))
+        self.task_pub = self.create_publisher(String, "/robot_rl/task", latched_qos())
+        self.clock_pub = (
+            self.create_publisher(Clock, "/clock", command_qos(10)) if self.publish_clock else None
+        )
+        self.create_service(Trigger, "/robot_rl/reset", self._on_reset)
+        self.task_pub.publish(String(data=self.info.get("task", "")))
+        self._publish_state(0.0, False)
+        self.create_timer(1.0 / self.control_hz, self._on_tick)
+        self.get_logger().info(
+            f"sim_bridge: {task} at {self.control_hz:g} Hz, {self.command_type} commands on "
+            f"{topic or DEFAULT_TOPICS[self.command_type]}"
+        )
+
+    def _reset(self) -> None:
+        self.obs, self.info = self.env.reset(seed=self.seed)
+        self.seed += 1
+        self.done = False
+        # neutral: no motion on the delta dims, the gripper as the reset left it
+        self.command = np.zeros(self.dim)
+        self.command[-1] = float(self.env._initial_gripper())
+
+    def _on_command(self, msg) -> None:
+        if self.command_type == "twist":
+            a = self.command.copy()
+            a[:3] = twist_to_delta(msg, self.ee_scale, self.control_hz)
+        else:
+            values = (
+                msg.points[-1].positions
+                if self.command_type == "joint_trajectory" and msg.points
+                else msg.data
+            )
+            if len(values) != self.dim:
+                self.get_logger().warning(f"ignoring a command of {len(values)} values; expected {self.dim}")
+                return
+            a = unscale_command(np.asarray(values), self.scale, self.offset)
+        if not np.all(np.isfinite(a)):
+            self.get_logger().warning("ignoring a non-finite command")
+            return
+        with self.lock:
+            self.command = np.clip(a, -1.0, 1.0)
+            self.commands_received += 1
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self.lock:
+            self._reset()
+            self._publish_state(0.0, False)
+        response.success = True
+        response.message = f"reset: {self.info.get('task', '')}"
+        return response
+
+    def _on_tick(self) -> None:
+        with self.lock:
+            if self.done:
+                if not self.auto_reset:
+                    self._publish_state(0.0, bool(self.info.get("is_success", False)))
+                    return
+                self._reset()
+            self.obs, reward, terminated, truncated, self.info = self.env.step(self.command)
+            self.steps += 1
+            self.sim_time += 1.0 / self.control_hz
+            self.done = bool(terminated or truncated)
+            self._publish_state(float(reward), bool(self.info.get("is_success", False)))
+
+    def _publish_state(self, reward: float, success: bool) -> None:
+        stamp = self.get_clock().now().to_msg()
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=_stamp(self.sim_time)))
+        arm, d = self.env.arm, self.env.data
+        js = JointState(name=self.joint_names)
+        js.header.stamp = stamp
+        js.position = [*d.qpos[arm.qs].tolist(), *d.qpos[arm.finger_qadr].tolist()]
+        js.velocity = [*d.qvel[arm.ds].tolist(), *d.qvel[arm.finger_dadr].tolist()]
+        self.joint_pub.publish(js)
+        state = np.asarray(self.obs["state"], dtype=np.float64)
+        st = JointState(name=[f"state_{i}" for i in range(state.size)], position=state.tolist())
+        st.header.stamp = stamp
+        self.state_pub.publish(st)
+        tcp = PointStamped()
+        tcp.header.stamp, tcp.header.frame_id = stamp, "world"
+        tcp.point.x, tcp.point.y, tcp.point.z = (float(v) for v in d.site_xpos[arm.tcp])
+        self.tcp_pub.publish(tcp)
+        self.success_pub.publish(Bool(data=success))
+        self.reward_pub.publish(Float32(data=reward))
+
+
+def main() -> None:
+    run_node("sim_bridge", SimBridgeNode)
+
+
+if __name__ == "__main__":
+    main()
