@@ -8,8 +8,8 @@ Every arm sees the same task config (sparse reward, termination on success), the
 budget and is evaluated on the same fixed seeds (``0 .. eval-episodes-1``) every ``--eval-every``
 env steps with deterministic actions. ``residual`` runs the full pipeline (demos -> ``bc_chunk``
 base -> residual RL); its evaluation at env step 0 is the base. ``sb3_sac`` is SB3's SAC with its
-defaults (256x256, batch 256, learning_starts 100, UTD 1, automatic entropy) on the state vector. Ablations (one seed):
-``no_layernorm``, ``no_demos`` (``prior_fraction=0``), ``no_critic_warmup``.
+defaults (256x256, batch 256, learning_starts 100, UTD 1, automatic entropy) on the state vector.
+Ablations (one seed): ``no_layernorm``, ``no_demos`` (``prior_fraction=0``), ``no_critic_warmup``.
 """
 
 from __future__ import annotations

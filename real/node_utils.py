@@ -108,10 +108,14 @@ def stamp_to_s(stamp: Any) -> float:
 
 
 def run_node(name: str, factory: Callable[[], Any], threads: int = 2, argv: list[str] | None = None) -> None:
-    """Console-script body: init rclpy, build the node (exit 2 with one line on ConfigError), spin."""
+    """Console-script body: init rclpy, build the node (exit 2 with one line on ConfigError), spin.
+
+    ``threads=0`` spins a SingleThreadedExecutor: ready callbacks then run in subscription-creation
+    order, one at a time (the recorder relies on it to order messages that arrive together).
+    """
     require("rclpy", f"the {name} node")
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
     args = sys.argv if argv is None else argv
     if any(a in ("-h", "--help") for a in args[1:]) and "--ros-args" not in args:
@@ -125,7 +129,7 @@ def run_node(name: str, factory: Callable[[], Any], threads: int = 2, argv: list
         except ConfigError as err:
             print(f"[{name}] error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 0 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

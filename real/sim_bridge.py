@@ -4,9 +4,11 @@ Publishes ``/joint_states`` (arm joints + fingers, rad and rad/s), ``/robot_rl/o
 (JointState whose ``position`` is the task's full state vector, names ``state_<i>``: the object state a
 perception stack would give on a real robot), ``/robot_rl/tcp_position`` (PointStamped, m, world),
 ``/robot_rl/success`` (Bool), ``/robot_rl/reward`` (Float32), ``/robot_rl/task`` (String, transient
-local) and ``/clock`` (sim time = steps x control period). Accepts the command topic a ros2_control
-robot accepts, chosen by ``command_type`` (same names and scaling as the command mux); offers
-``/robot_rl/reset`` (Trigger).
+local), ``/robot_rl/episode_event`` (std_msgs/Header, transient local: ``frame_id`` is ``start``,
+``terminated`` or ``truncated``, ``stamp`` the stamp of the episode's first / last observation; the
+recorder cuts episodes on it) and ``/clock`` (sim time = steps x control period). Accepts the
+command topic a ros2_control robot accepts, chosen by ``command_type`` (same names and scaling as the
+command mux); offers ``/robot_rl/reset`` (Trigger).
 
 Steps in real time at ``control_hz`` with the latest command; without a command yet (or after a
 reset) it sends the neutral action (no motion, gripper unchanged).
@@ -27,7 +29,7 @@ from geometry_msgs.msg import PointStamped, TwistStamped  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Bool, Float32, Float64MultiArray, String  # noqa: E402
+from std_msgs.msg import Bool, Float32, Float64MultiArray, Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
@@ -42,6 +44,8 @@ from robot_rl.real.node_utils import (  # noqa: E402
     positive,
     run_node,
 )
+
+EPISODE_EVENT_TOPIC = "/robot_rl/episode_event"
 
 
 def _stamp(t: float) -> Time:
@@ -106,12 +110,13 @@ class SimBridgeNode(Node):
         self.success_pub = self.create_publisher(Bool, "/robot_rl/success", command_qos(10))
         self.reward_pub = self.create_publisher(Float32, "/robot_rl/reward", command_qos(10))
         self.task_pub = self.create_publisher(String, "/robot_rl/task", latched_qos())
+        self.event_pub = self.create_publisher(Header, EPISODE_EVENT_TOPIC, latched_qos())
         self.clock_pub = (
             self.create_publisher(Clock, "/clock", command_qos(10)) if self.publish_clock else None
         )
         self.create_service(Trigger, "/robot_rl/reset", self._on_reset)
         self.task_pub.publish(String(data=self.info.get("task", "")))
-        self._publish_state(0.0, False)
+        self._publish_event("start", self._publish_state(0.0, False))
         self.create_timer(1.0 / self.control_hz, self._on_tick)
         self.get_logger().info(
             f"sim_bridge: {task} at {self.control_hz:g} Hz, {self.command_type} commands on "
@@ -150,7 +155,7 @@ class SimBridgeNode(Node):
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self.lock:
             self._reset()
-            self._publish_state(0.0, False)
+            self._publish_event("start", self._publish_state(0.0, False))
         response.success = True
         response.message = f"reset: {self.info.get('task', '')}"
         return response
@@ -162,13 +167,22 @@ class SimBridgeNode(Node):
                     self._publish_state(0.0, bool(self.info.get("is_success", False)))
                     return
                 self._reset()
+                self._publish_event("start", self._publish_state(0.0, False))
             self.obs, reward, terminated, truncated, self.info = self.env.step(self.command)
             self.steps += 1
             self.sim_time += 1.0 / self.control_hz
             self.done = bool(terminated or truncated)
-            self._publish_state(float(reward), bool(self.info.get("is_success", False)))
+            stamp = self._publish_state(float(reward), bool(self.info.get("is_success", False)))
+            if self.done:
+                self._publish_event("terminated" if terminated else "truncated", stamp)
 
-    def _publish_state(self, reward: float, success: bool) -> None:
+    def _publish_event(self, kind: str, stamp: Time) -> None:
+        event = Header(frame_id=kind)
+        event.stamp = stamp
+        self.event_pub.publish(event)
+
+    def _publish_state(self, reward: float, success: bool) -> Time:
+        """Publish the current observation (+ reward and success); returns its header stamp."""
         stamp = self.get_clock().now().to_msg()
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=_stamp(self.sim_time)))
@@ -188,6 +202,7 @@ class SimBridgeNode(Node):
         self.tcp_pub.publish(tcp)
         self.success_pub.publish(Bool(data=success))
         self.reward_pub.publish(Float32(data=reward))
+        return stamp
 
 
 def main() -> None:

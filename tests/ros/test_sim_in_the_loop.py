@@ -163,6 +163,8 @@ def test_commands_reach_the_sim_estop_latches_and_kill_holds(graph):
         ("robot-rl-command-mux", ["command_type:=pose"], "parameter 'command_type' is 'pose'; allowed"),
         ("robot-rl-command-mux", ["max_delta:=[0.1, 0.2]"], "'max_delta' has 2 values; expected 1 or"),
         ("robot-rl-sim-bridge", ["task:=robot_rl/Nope-v0"], "cannot make task 'robot_rl/Nope-v0'"),
+        ("robot-rl-recorder", ["store:=/tmp/x", "source:=bag"], "parameter 'source' is 'bag'; allowed"),
+        ("robot-rl-recorder", [], "parameter 'store' is required"),
     ],
 )
 def test_bad_parameters_fail_at_startup_with_one_line(script, params, message):
