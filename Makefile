@@ -29,7 +29,7 @@ $(VENV)/.installed-%: pyproject.toml constraints/dev.txt | $(BIN)/python
 run: $(VENV)/.installed-sim
 	$(BIN)/robot-rl-train $(ARGS)
 
-test: $(VENV)/.installed-sim,dev,ros
+test: $(VENV)/.installed-sim,dev,ros,vlm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-learning: $(VENV)/.installed-sim,dev,ros

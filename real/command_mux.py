@@ -25,7 +25,7 @@ require("rclpy", "the command_mux node")
 
 from geometry_msgs.msg import PointStamped, TwistStamped  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, String  # noqa: E402
+from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, MultiArrayDimension, String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
@@ -205,9 +205,13 @@ class CommandMuxNode(Node):
             msg.header.stamp = self.get_clock().now().to_msg()
             msg.header.frame_id = self.frame_id
         self.cmd_pub.publish(msg)
-        self.exec_pub.publish(Float32MultiArray(data=a.astype(np.float32).tolist()))
         reason = "estop" if out.estop else "watchdog" if out.watchdog else "rejected" if out.rejected else ""
         source = f"hold:{reason}" if out.source == "hold" and reason else out.source
+        executed = Float32MultiArray(data=a.astype(np.float32).tolist())
+        # who commanded it travels in the same message (the dimension label), so a consumer pairs
+        # action and source exactly; /robot_rl/command_source repeats it for simple listeners
+        executed.layout.dim = [MultiArrayDimension(label=f"source:{source}", size=a.size, stride=a.size)]
+        self.exec_pub.publish(executed)
         self.source_pub.publish(String(data=source))
         now = time.monotonic()
         if (out.watchdog or out.rejected) and now - self.last_warn > 1.0:

@@ -165,7 +165,9 @@ class RecorderNode(Node):
         if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
             self.get_logger().warning("ignoring an empty or non-finite executed action")
             return
-        self.executed = self.unlabelled = _Executed(a)
+        label = next((d.label[7:] for d in msg.layout.dim if d.label.startswith("source:")), None)
+        self.executed = _Executed(a, label)  # the mux labels the message itself (exact pairing)
+        self.unlabelled = self.executed if label is None else None
 
     def _on_source(self, msg: String) -> None:
         if self.unlabelled is not None:  # the mux publishes one source right after each executed action

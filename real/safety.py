@@ -9,7 +9,9 @@ position deltas of ``ee_scale`` metres per unit (the sim's ``ee_delta`` control:
 
 Rules, applied in this order to every published command:
 
-1. **Mux**: the teleop action wins while intervention is true, the policy action otherwise.
+1. **Mux**: the teleop action wins while intervention is true, the policy action otherwise. A
+   repeated command (a missed period, rule 3) keeps the source of the command it repeats, so the
+   reported source always says whose action is being executed.
 2. **Non-finite** (NaN/±inf anywhere): the whole action is rejected and the output holds.
 3. **Watchdog**: ``watchdog_periods`` consecutive control periods without a fresh action of the
    selected source -> hold and the ``watchdog`` flag; the next fresh action clears it.
@@ -146,6 +148,7 @@ class SafetyFilter:
     _missed: int = field(init=False, default=0)
     _estop: bool = field(init=False, default=False)
     _estop_fresh: bool = field(init=False, default=False)
+    _prev_source: str = field(init=False, default="hold")  # who produced the last command
 
     def __post_init__(self) -> None:
         c = self.cfg
@@ -199,13 +202,16 @@ class SafetyFilter:
             else:
                 target = arr
         elif not watchdog:
-            target = self._prev  # a missed period within the watchdog budget repeats the last command
+            # a missed period within the watchdog budget repeats the last command, and it stays that
+            # command's source's (e.g. right after a takeover, before the first teleop action arrives)
+            target, source = self._prev, self._prev_source
         if self._estop:
             out = hold_action(self._prev, self._delta_mask)
             if not self._estop_fresh:  # the jump into e-stop is immediate, later steps stay limited
                 out = rate_limit(out, self._prev, self._max_delta)
             self._estop_fresh = False
             self._prev = clamp_to_bounds(out, self._low, self._high)
+            self._prev_source = "hold"
             return SafetyOutput(self._prev.copy(), "hold", watchdog, True, rejected)
         if target is None:
             source = "hold"
@@ -224,5 +230,5 @@ class SafetyFilter:
         out = rate_limit(out, self._prev, self._max_delta)
         out = clamp_to_bounds(out, self._low, self._high)  # prev is within bounds; keeps rounding safe
         clamped = bool(np.any(out != target))
-        self._prev = out
+        self._prev, self._prev_source = out, source
         return SafetyOutput(out.copy(), source, watchdog, False, rejected, clamped)

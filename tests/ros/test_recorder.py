@@ -136,7 +136,9 @@ def test_recorder_stores_interventions_end_discard_and_survives_sigkill(graph):
     assert np.all(np.isfinite(ep.actions)) and np.all(np.isfinite(ep.proposed_actions))
     assert np.all(np.isfinite(ep.rewards)) and ep.metadata["missing_rewards"] <= 1
     is_teleop_action = np.all(np.abs(ep.actions - TELEOP) < 1e-6, axis=1)
-    assert np.array_equal(ep.is_intervention, is_teleop_action), (ep.is_intervention, ep.actions)
+    diff = np.flatnonzero(ep.is_intervention != is_teleop_action)
+    labels = ep.metadata["command_source"]
+    assert not diff.size, [(int(i), labels[i], ep.actions[i].tolist()) for i in diff]
     n_int = int(ep.is_intervention.sum())
     idx = np.flatnonzero(ep.is_intervention)
     print(f"intervention steps stored: {n_int} for {K_TELEOP} teleop actions published")

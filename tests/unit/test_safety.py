@@ -116,8 +116,23 @@ def test_teleop_wins_while_intervention():
     f = SafetyFilter(CFG)
     out = f.step(np.array([0.2, 0, 0, 0]), np.array([-0.2, 0, 0, 0]), intervention=True)
     assert out.source == "teleop" and out.action[0] == pytest.approx(-0.2)
-    # intervention with no fresh teleop action counts as a missed period of the teleop stream
+    # intervention with no fresh teleop action counts as a missed period of the teleop stream: the last
+    # (teleop) command is repeated and stays labelled teleop
     assert f.step(np.array([0.2, 0, 0, 0]), None, intervention=True).source == "teleop"
+
+
+def test_a_repeated_command_keeps_the_source_that_produced_it():
+    f = SafetyFilter(CFG)
+    policy, teleop = np.array([0.2, 0, 0, 0]), np.array([-0.2, 0, 0, 0])
+    assert f.step(policy).source == "policy"
+    # takeover before the first teleop action arrives: the policy's command is still what runs
+    out = f.step(None, None, intervention=True)
+    assert out.source == "policy" and out.action[0] == pytest.approx(0.2)
+    out = f.step(None, teleop, intervention=True)
+    assert out.source == "teleop" and out.action[0] == pytest.approx(0.2 - 0.25)  # rate limit 0.25
+    # hand-back before the policy's next action: the teleop command is repeated, labelled teleop
+    repeat = f.step(None, None, intervention=False)
+    assert repeat.source == "teleop" and np.array_equal(repeat.action, out.action)
 
 
 @pytest.mark.parametrize(
