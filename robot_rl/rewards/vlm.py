@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.core.errors import ConfigError
 from robot_rl.core.optional import require
 from robot_rl.core.validation import check
 from robot_rl.rewards import REWARDS
@@ -231,8 +232,10 @@ class VLMReward:
         self.processor: Any = None
 
     def wrap(self, env: Any) -> Any:
-        raise NotImplementedError(
-            "the vlm reward has no env wrapper yet; call score()/score_batch() on episodes"
+        """Training in simulation with this reward is not supported (yet): it scores recorded episodes."""
+        raise ConfigError(
+            "reward=vlm scores recorded episodes (score/score_batch) and cannot drive training in "
+            "simulation yet; use reward=sim there"
         )
 
     def load(self) -> VLMReward:

@@ -9,10 +9,7 @@ and a SIGKILL of the recorder mid-episode leaves a readable store with every sav
 from __future__ import annotations
 
 import os
-import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,43 +31,20 @@ K_TELEOP = 12
 
 @pytest.fixture
 def graph(tmp_path):
-    from tests.ros.bundles import make_bundle
+    from tests.ros.bundles import launched_graph, make_bundle
 
     bundle = make_bundle(tmp_path / "bundle", task=TASK, control_hz=HZ)
     store = tmp_path / "store"
-    domain = random.randint(100, 200)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    with open(tmp_path / "launch.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "robot_rl.cli.launch",
-                str(ROOT / "launch/record_sim.launch.yaml"),
-                f"bundle:={bundle}",
-                f"store:={store}",
-                f"task:={TASK}",
-                f"control_hz:={HZ}",
-                "max_delta:=[2.0]",  # no rate limit: the executed teleop action is the teleop action
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        rclpy.init(domain_id=domain)
-        node = rclpy.create_node("robot_rl_test_teleop")
-        try:
-            yield proc, node, store
-        finally:
-            node.destroy_node()
-            rclpy.shutdown()
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    print((tmp_path / "launch.log").read_text()[-4000:])
+    args = [
+        f"bundle:={bundle}",
+        f"store:={store}",
+        f"task:={TASK}",
+        f"control_hz:={HZ}",
+        "max_delta:=[2.0]",  # no rate limit: the executed teleop action is the teleop action
+    ]
+    launch = ROOT / "launch/record_sim.launch.yaml"
+    with launched_graph(launch, args, tmp_path, "robot_rl_test_teleop") as (proc, node):
+        yield proc, node, store
 
 
 def test_recorder_stores_interventions_end_discard_and_survives_sigkill(graph):

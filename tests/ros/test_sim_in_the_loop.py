@@ -39,40 +39,13 @@ def _children(pid: int) -> dict[int, str]:
 
 @pytest.fixture
 def graph(tmp_path):
-    from tests.ros.bundles import make_bundle
+    from tests.ros.bundles import launched_graph, make_bundle
 
     bundle = make_bundle(tmp_path / "bundle", control_hz=HZ)
-    domain = random.randint(100, 200)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    with open(tmp_path / "launch.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "robot_rl.cli.launch",
-                str(ROOT / "launch/sim_in_the_loop.launch.yaml"),
-                f"bundle:={bundle}",
-                f"control_hz:={HZ}",
-                "watchdog_periods:=2",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        rclpy.init(domain_id=domain)
-        node = rclpy.create_node("robot_rl_test_probe")
-        try:
-            yield proc, node
-        finally:
-            node.destroy_node()
-            rclpy.shutdown()
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    print((tmp_path / "launch.log").read_text()[-3000:])
+    args = [f"bundle:={bundle}", f"control_hz:={HZ}", "watchdog_periods:=2"]
+    launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
+    with launched_graph(launch, args, tmp_path, "robot_rl_test_probe") as graph:
+        yield graph
 
 
 def test_commands_reach_the_sim_estop_latches_and_kill_holds(graph):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from robot_rl.core.errors import ConfigError
 from robot_rl.rewards import REWARDS
 from robot_rl.rewards.interface import RewardModel, RewardRequest, RewardResult
 from robot_rl.rewards.vlm import (
@@ -293,6 +294,8 @@ def test_tiny_qwen3_vl_end_to_end(tiny_qwen3_vl):
     reward = REWARDS.build("vlm", cfg)
     assert isinstance(reward, RewardModel)
     assert reward.model_revision.startswith("config:")
+    with pytest.raises(ConfigError, match="reward=vlm scores recorded episodes"):
+        reward.wrap(None)  # no simulated-training wrapper: a one-line config error, not a traceback
     req = RewardRequest(_frames(10), "lift the red cube", episode_id="ep0")
 
     # the real processor path: chat template, video placeholder expansion, pixel values
