@@ -84,13 +84,12 @@ def train_and_evaluate(
     if rti and policy == "diffusion":
         import dataclasses
 
-        from robot_rl.evaluation import evaluate
         from robot_rl.trainer import make_env
 
         trained = trainer.policy.eval()
         trained.cfg = dataclasses.replace(trained.cfg, rti_warm_start=True)
-        seeds = [cfg.eval.seed_offset + i for i in range(episodes)]
-        warm = evaluate(trained, lambda: make_env(cfg), seeds)
+        # the trainer's own evaluation: the same seed list as the full-DDIM row above
+        warm = trainer._evaluate(trained, episodes, lambda: make_env(cfg))
         extra = {"success_rti": warm.success_rate, "ci95_rti": list(warm.success_ci95)}
     return {
         "task": task,
