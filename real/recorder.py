@@ -239,8 +239,12 @@ class RecorderNode(Node):
             if stamp < self.min_stamp:
                 return  # the end of an episode we never started (latched event at startup)
             if any(o.stamp >= stamp for o in self.episode.obs):
+                # observations newer than the end already belong to the next episode: hold them for
+                # its start event instead of dropping them
+                later = [o for o in self.episode.obs if o.stamp > stamp]
                 self.episode.obs = [o for o in self.episode.obs if o.stamp <= stamp]
                 self._finish(kind)
+                self.held.extend(later)
                 self.waiting_for_start = True
             else:
                 self.end_at = (stamp, kind)
