@@ -46,8 +46,9 @@ class Policy(Protocol):
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """One control step: a normalized action ``[Da]``; keeps its own chunk queue."""
 
-    def sample(self, obs_batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:
-        """Stateless candidates ``[B, n, Ta, Da]`` for the observation batch ``[B, To, ...]``."""
+    def sample(self, obs_batch: dict[str, torch.Tensor], n: int, use_ema: bool = True) -> torch.Tensor:
+        """Stateless candidates ``[B, n, Ta, Da]`` for the observation batch ``[B, To, ...]``; ``use_ema``
+        picks the acting (EMA) or the current weights of a policy that keeps both."""
 
     def bc_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The policy's native imitation loss on a batch of (observation history, action chunk)."""

@@ -205,8 +205,9 @@ class BCChunkPolicy(nn.Module):
         return self._queue.popleft()
 
     @torch.no_grad()
-    def sample(self, obs_batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:
-        """Deterministic policy: the same chunk ``n`` times, ``[B, n, Ta, Da]``."""
+    def sample(self, obs_batch: dict[str, torch.Tensor], n: int, use_ema: bool = True) -> torch.Tensor:
+        """Deterministic policy: the same chunk ``n`` times, ``[B, n, Ta, Da]`` (no EMA: ``use_ema``
+        is accepted for the protocol and ignored)."""
         chunk = self.predict_chunk(obs_batch["obs_state"])
         return chunk[:, None].expand(-1, n, -1, -1)
 

@@ -34,10 +34,12 @@ sampler's timesteps (``S = num_inference_steps``) and ``k = rti_steps < S``. The
 ``reset()`` is sampled from pure noise with all ``S`` steps. Every later re-plan (after
 ``execution_horizon = h`` actions were executed) takes the previous chunk ``a [Ta, Da]`` (the clean
 sample it produced), shifts it by ``h`` (``a[h:]`` followed by ``h`` copies of ``a[-1]``), noises it to
-level ``τ_{S-k+1}`` with the forward process ``√ᾱ_τ a_shift + √(1-ᾱ_τ) ε``, and runs only the last ``k``
-sampler steps ``τ_{S-k+1} … τ_S``: ``k`` denoiser evaluations instead of ``S``. With the defaults
-(T=100, DDIM-10, trailing spacing → τ = 99, 89, …, 9; k = 3) a warm chunk starts at t = 29 and runs
-t = 29, 19, 9.
+the level ``τ'`` of the last ``k`` steps of a coarser ``S_w``-step schedule of the same sampler
+(``rti_schedule_steps``) with the forward process ``√ᾱ_τ' a_shift + √(1-ᾱ_τ') ε``, and runs those ``k``
+steps: ``k`` denoiser evaluations instead of ``S``. With the defaults (T=100, trailing spacing,
+S_w = 5 → 99, 79, 59, 39, 19; k = 3) a warm chunk starts at t = 59 and runs t = 59, 39, 19. Starting
+from the fine grid's last ``k`` steps instead (``rti_schedule_steps = num_inference_steps``: t = 29,
+19, 9) re-noises too little: on a weak base it kept bad modes and cost success (docs/benchmarks.md).
 
 Fast sampling path (``policy.fast_sampling``, on by default; same math, tested against the slow
 path). Per reverse chain the denoiser's ``x_t``-independent work (time MLP of all ``S`` steps, the
@@ -107,7 +109,9 @@ class DiffusionConfig(PolicyConfig):
     ema_warmup: bool = True  # d_n = min(ema_decay, (1+n)/(10+n))
     # --- real-time-iteration warm start (act only) ---
     rti_warm_start: bool = False  # seed each re-plan with the previous chunk (see module docstring)
-    rti_steps: int = 3  # k < num_inference_steps sampler steps per warm-started chunk
+    rti_steps: int = 3  # k sampler steps (denoiser evaluations) per warm-started chunk
+    # S_w: a warm chunk runs the last k steps of an S_w-step schedule (5: t = 59, 39, 19 of 100)
+    rti_schedule_steps: int = 5
     sample_seed: int = 0  # initial seed of the sampling generator (policy.seed(s) re-seeds)
     # --- pixel encoder (only with cameras) ---
     cnn_channels: list[int] = field(default_factory=lambda: [32, 32, 32])  # conv widths per camera
@@ -141,6 +145,11 @@ class DiffusionConfig(PolicyConfig):
                 1 <= self.rti_steps < self.num_inference_steps,
                 f"policy.rti_steps={self.rti_steps} must be in [1, num_inference_steps="
                 f"{self.num_inference_steps}) for the RTI warm start",
+            )
+            check(
+                self.rti_steps < self.rti_schedule_steps <= self.num_train_timesteps,
+                f"policy.rti_schedule_steps={self.rti_schedule_steps} must be in (rti_steps="
+                f"{self.rti_steps}, num_train_timesteps={self.num_train_timesteps}]",
             )
         check_positive("policy.mlp_hidden", self.mlp_hidden)
         check_positive("policy.mlp_blocks", self.mlp_blocks)
@@ -188,8 +197,9 @@ def make_noise_scheduler(cfg: DiffusionConfig) -> Any:
     return DDPMScheduler(**_scheduler_kwargs(cfg), clip_sample=cfg.clip_sample)
 
 
-def make_sampler(cfg: DiffusionConfig) -> Any:
-    """The reverse-process scheduler of ``cfg.sampler``, with ``set_timesteps(num_inference_steps)`` done."""
+def make_sampler(cfg: DiffusionConfig, num_inference_steps: int | None = None) -> Any:
+    """The reverse-process scheduler of ``cfg.sampler`` with ``set_timesteps`` done (``num_inference_steps``,
+    default ``cfg.num_inference_steps``)."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     kwargs = _scheduler_kwargs(cfg)
@@ -206,7 +216,7 @@ def make_sampler(cfg: DiffusionConfig) -> Any:
             thresholding=cfg.clip_sample,
             sample_max_value=1.0,
         )
-    sched.set_timesteps(cfg.num_inference_steps)
+    sched.set_timesteps(num_inference_steps or cfg.num_inference_steps)
     return sched
 
 
@@ -324,12 +334,13 @@ class DiffusionPolicy(nn.Module):
         self.noise_scheduler = make_noise_scheduler(cfg)
         self.sampler = make_sampler(cfg)
         self.timesteps: list[int] = [int(t) for t in self.sampler.timesteps]  # τ_1 > … > τ_S
+        self._rti: tuple[tuple[int, int], Any, list[int]] | None = None  # see _rti_chain
         self.generator = torch.Generator().manual_seed(cfg.sample_seed)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=cfg.obs_horizon)
         self._queue: deque[np.ndarray] = deque()
         self._prev_chunk: torch.Tensor | None = None  # [1, Ta, Da], the last chunk act() sampled
         self.fast_sampling = True  # False: reference loop (plain denoiser forward + scheduler.step)
-        self._ddim_cache: tuple[int, list[DDIMCoefficients]] | None = None  # (S, coefficients)
+        self._ddim_cache: dict[int, list[DDIMCoefficients]] = {}  # steps of a sampler -> coefficients
 
     # --- bookkeeping ---
 
@@ -369,36 +380,42 @@ class DiffusionPolicy(nn.Module):
         return net.encoder(state, batch_pixels(obs_batch, self.cameras))
 
     def denoise(
-        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool = True
+        self,
+        cond: torch.Tensor,
+        x: torch.Tensor,
+        timesteps: list[int],
+        use_ema: bool = True,
+        sampler: Any = None,
     ) -> torch.Tensor:
-        """Run the sampler's reverse steps ``timesteps`` from ``x [M, Ta, Da]`` (at level ``timesteps[0]``).
+        """Run the reverse steps ``timesteps`` of ``sampler`` (default ``self.sampler``) from
+        ``x [M, Ta, Da]`` (at level ``timesteps[0]``).
 
         ``cond [M, Dc]``. Returns the clean chunk ``[M, Ta, Da]`` clamped to ``[-1, 1]``. Uses the fast
         path unless ``self.fast_sampling`` is False (see the module docstring).
         """
+        sampler = self.sampler if sampler is None else sampler
         if not self.fast_sampling:
-            return self._denoise_reference(cond, x, timesteps, use_ema)
+            return self._denoise_reference(cond, x, timesteps, use_ema, sampler)
         if torch.is_grad_enabled():  # e.g. backpropagating through the chain: keep autograd
-            return self._denoise_fast(cond, x, timesteps, use_ema).clamp(-1.0, 1.0)
+            return self._denoise_fast(cond, x, timesteps, use_ema, sampler).clamp(-1.0, 1.0)
         with torch.inference_mode():  # cheaper per op than no_grad
-            x = self._denoise_fast(cond, x, timesteps, use_ema)
+            x = self._denoise_fast(cond, x, timesteps, use_ema, sampler)
         return x.clamp(-1.0, 1.0)  # outside inference mode: a normal tensor again
 
     def _denoise_fast(
-        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool
+        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool, sched: Any
     ) -> torch.Tensor:
         """The fast reverse chain (see the module docstring), without the final clamp."""
         denoiser = (self.ema if use_ema else self.model).denoiser
-        sched = self.sampler
         t_all = torch.tensor(timesteps, device=x.device)
         step_conds = denoiser.condition(t_all, cond)  # x_t-independent work, once per chain
         t_rows = t_all[:, None].expand(-1, x.shape[0])  # [S, M]
         ddim, clip = None, None
         if self.cfg.sampler == "ddim":
-            ddim = self._ddim_coefficients()
+            ddim = self._ddim_coefficients(sched)
             clip = float(sched.config.clip_sample_range) if sched.config.clip_sample else None
         if self.cfg.sampler == "dpm":  # multistep solver: clear the history of earlier calls
-            sched.set_timesteps(self.cfg.num_inference_steps)
+            sched.set_timesteps(sched.num_inference_steps)
         for i, t in enumerate(timesteps):
             eps = denoiser(x, t_rows[i], cond, step_cond=step_conds[i])
             if ddim is not None:
@@ -410,13 +427,12 @@ class DiffusionPolicy(nn.Module):
         return x
 
     def _denoise_reference(
-        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool = True
+        self, cond: torch.Tensor, x: torch.Tensor, timesteps: list[int], use_ema: bool, sched: Any
     ) -> torch.Tensor:
         """:meth:`denoise` step by step with the denoiser's plain forward and the scheduler's ``step``."""
         denoiser = (self.ema if use_ema else self.model).denoiser
-        sched = self.sampler
         if self.cfg.sampler == "dpm":
-            sched.set_timesteps(self.cfg.num_inference_steps)
+            sched.set_timesteps(sched.num_inference_steps)
         for t in timesteps:
             eps = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), cond)
             if self.cfg.sampler == "ddpm":
@@ -425,13 +441,13 @@ class DiffusionPolicy(nn.Module):
                 x = sched.step(eps, t, x, return_dict=False)[0]
         return x.clamp(-1.0, 1.0)
 
-    def _ddim_coefficients(self) -> list[DDIMCoefficients]:
-        """The DDIM step scalars of ``self.sampler``, recomputed only when its step count changes."""
-        steps = self.sampler.num_inference_steps
-        if self._ddim_cache is None or self._ddim_cache[0] != steps:
+    def _ddim_coefficients(self, sampler: Any) -> list[DDIMCoefficients]:
+        """The DDIM step scalars of a sampler of this policy, computed once per step count."""
+        steps = sampler.num_inference_steps
+        if steps not in self._ddim_cache:
             with torch.inference_mode(False):  # normal tensors: autograd may need them later
-                self._ddim_cache = (steps, ddim_coefficients_of(self.sampler))
-        return self._ddim_cache[1]
+                self._ddim_cache[steps] = ddim_coefficients_of(sampler)
+        return self._ddim_cache[steps]
 
     @torch.no_grad()
     def predict_chunk(
@@ -453,11 +469,20 @@ class DiffusionPolicy(nn.Module):
         shape = (obs_state.shape[0], self.cfg.chunk_size, self.action_spec.dim)
         if warm_start is None:
             return self._to_env(self.denoise(cond, self._noise(shape), self.timesteps, use_ema))
-        steps = self.timesteps[-self.cfg.rti_steps :]
+        sampler, steps = self._rti_chain()
         t0 = torch.full((shape[0],), steps[0], dtype=torch.long, device=self.device)
         warm = self.action_normalizer.normalize(warm_start)
-        x = self.noise_scheduler.add_noise(warm, self._noise(shape), t0)  # DDPM eq. 4 at τ_{S-k+1}
-        return self._to_env(self.denoise(cond, x, steps, use_ema))
+        x = self.noise_scheduler.add_noise(warm, self._noise(shape), t0)  # DDPM eq. 4 at the grid's τ
+        return self._to_env(self.denoise(cond, x, steps, use_ema, sampler))
+
+    def _rti_chain(self) -> tuple[Any, list[int]]:
+        """The warm chunk's sampler (``rti_schedule_steps`` steps) and its last ``rti_steps`` timesteps,
+        built on first use (and again if the config changed)."""
+        key = (self.cfg.rti_schedule_steps, self.cfg.rti_steps)
+        if self._rti is None or self._rti[0] != key:
+            sampler = make_sampler(self.cfg, self.cfg.rti_schedule_steps)
+            self._rti = (key, sampler, [int(t) for t in sampler.timesteps][-self.cfg.rti_steps :])
+        return self._rti[1], self._rti[2]
 
     def _to_env(self, normalized: torch.Tensor) -> torch.Tensor:
         """Sampler output (normalized action space) -> env units, clipped to the action box."""

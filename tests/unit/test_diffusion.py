@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -193,6 +195,25 @@ def test_rti_warm_start_uses_fewer_denoiser_calls():
     assert counts == {False: 30, True: 10 + 3 + 3}
 
 
+def test_rti_warm_chunk_runs_the_last_steps_of_the_coarse_schedule():
+    # T = 100, trailing spacing: a 5-step grid is 99, 79, 59, 39, 19; k = 3 keeps the last three
+    policy = make_policy(rti_warm_start=True, rti_steps=3, rti_schedule_steps=5)
+    sampler, steps = policy._rti_chain()
+    assert steps == [59, 39, 19] and sampler.num_inference_steps == 5
+    seen = []
+    real = policy.ema.denoiser.forward
+
+    def spy(x, t, *args, **kwargs):
+        seen.append(int(t.reshape(-1)[0]))
+        return real(x, t, *args, **kwargs)
+
+    policy.ema.denoiser.forward = spy
+    policy.predict_chunk(torch.randn(1, 2, 3), warm_start=torch.zeros(1, 4, 2))
+    assert seen == [59, 39, 19]
+    policy.cfg = dataclasses.replace(policy.cfg, rti_schedule_steps=10)  # the fine grid's tail
+    assert policy._rti_chain()[1] == [29, 19, 9]
+
+
 @pytest.mark.parametrize("denoiser", ["unet1d", "mlp_resnet"])
 def test_both_denoisers_train_and_sample(denoiser):
     policy = make_policy(denoiser=denoiser, chunk_size=8, execution_horizon=4)
@@ -246,6 +267,7 @@ def test_random_shift_is_a_crop_of_the_padded_image():
     [
         ({"sampler": "euler"}, "policy.sampler='euler' is not valid"),
         ({"rti_warm_start": True, "rti_steps": 10}, "rti_steps=10 must be in"),
+        ({"rti_warm_start": True, "rti_steps": 3, "rti_schedule_steps": 3}, "rti_schedule_steps=3 must be in"),
         ({"denoiser": "unet1d", "chunk_size": 5, "execution_horizon": 2}, "divisible by 2"),
         ({"num_inference_steps": 200}, "num_inference_steps=200"),
         ({"ema_decay": 1.0}, "ema_decay"),
