@@ -260,6 +260,8 @@ class Trainer:
         self.imitation = BC(cfg.base, self.policy)
         self.algo_cls = ALGOS.get(cfg.algo.name)
         self.online = bool(getattr(self.algo_cls, "online", False))
+        # EXPO-style algorithms keep training the base online (with their own loss and optimizer)
+        self.trains_base = bool(getattr(self.algo_cls, "trains_base", False))
         self.algo: Any = None
         if self.online:
             self.algo = self.algo_cls(
@@ -518,7 +520,12 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, acfg, algo = self.cfg, self.cfg.algo, self.algo
-        self.policy.requires_grad_(False).eval()  # the base is frozen from here on
+        if self.trains_base:
+            self.policy.eval()  # acting mode; the algorithm updates its weights
+            if not (self.run_dir / "base_bundle").exists():  # the imitation base, before any change
+                self.imitation.export_bundle(self.run_dir / "base_bundle", **self._bundle_meta())
+        else:
+            self.policy.requires_grad_(False).eval()  # the base is frozen from here on
         if self.online_buffer is None:
             self._build_buffers()
         assert self.online_buffer is not None and self.prior_buffer is not None
@@ -609,18 +616,27 @@ class Trainer:
         )
         logger.log(result.metrics("eval/"), step=self.env_step)
 
+    def _bundle_meta(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"control_hz": cfg.task.control_hz, "config_yaml": self.config_yaml, "task": cfg.task.env_id}
+
     def _finish(self, logger: MetricLogger) -> RunSummary:
         cfg = self.cfg
         self.policy.eval()
         n = cfg.eval.n_episodes
         make_base_env = lambda render=False: make_env(cfg, render=render)  # noqa: E731
-        base_result = self._evaluate(
-            self.policy, n, lambda: make_base_env(not self.online), video=not self.online
-        )
+        # the imitation base; an algorithm that trained the base online saved it at the online start
+        base = load_policy(self.run_dir / "base_bundle", self.device) if self.trains_base else self.policy
+        base_result = self._evaluate(base, n, lambda: make_base_env(not self.online), video=not self.online)
         results = {"base policy (imitation)": base_result}
         logger.log(base_result.metrics("eval/base_"), step=self.step + self.env_step)
         final = base_result
-        meta = {"control_hz": cfg.task.control_hz, "config_yaml": self.config_yaml, "task": cfg.task.env_id}
+        meta = self._bundle_meta()
+        if self.trains_base:  # the fine-tuned base on its own, deployable without the critic
+            alone = self._evaluate(self.policy, n, make_base_env)
+            results[f"fine-tuned base alone ({cfg.algo.name})"] = alone
+            logger.log(alone.metrics("eval/finetuned_base_"), step=self.step + self.env_step)
+            self.imitation.export_bundle(self.run_dir / "finetuned_base_bundle", **meta)
         if self.online:
             final = self._evaluate(
                 _AlgoPolicy(self.algo), n, lambda: self._make_online_env(render=True), video=True
@@ -628,7 +644,8 @@ class Trainer:
             results[f"refined ({cfg.algo.name})"] = final
             logger.log(final.metrics("eval/"), step=self.step + self.env_step)
             bundle = self.algo.export_bundle(self.run_dir / "bundle", **meta)
-            self.imitation.export_bundle(self.run_dir / "base_bundle", **meta)
+            if not self.trains_base:
+                self.imitation.export_bundle(self.run_dir / "base_bundle", **meta)
         else:
             bundle = self.imitation.export_bundle(self.run_dir / "bundle", **meta)
         (self.run_dir / "eval.json").write_text(

@@ -105,12 +105,28 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, args, message):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("algo", ["residual", "sac"])
+# EXPO trains the base online: a tiny single-step diffusion base
+EXPO_SMALL = {
+    "policy": "diffusion",
+    "policy.obs_horizon": 1,
+    "policy.chunk_size": 1,
+    "policy.execution_horizon": 1,
+    "policy.mlp_hidden": 32,
+    "policy.mlp_blocks": 1,
+    "policy.num_inference_steps": 3,
+    "algo.num_samples": 4,
+    "algo.num_edits": 4,
+    "algo.hidden_dims": "[32,32]",
+}
+
+
+@pytest.mark.parametrize("algo", ["residual", "sac", "expo"])
 def test_online_exact_resume(tmp_path, algo):
     """Online phase: N env steps straight == stop at an episode end + resume, bit for bit."""
     from tests.conftest import make_train_config
 
     small = {
+        **(EXPO_SMALL if algo == "expo" else {}),
         "algo": algo,
         "base.steps": 30,
         "train.env_steps": 160,
@@ -134,6 +150,7 @@ def test_online_exact_resume(tmp_path, algo):
     resumed = Trainer(make_train_config(tmp_path / "b", resume="true", **small))
     resumed.run()
     _assert_equal_trees(straight.algo.state_dict(), resumed.algo.state_dict())
+    _assert_equal_trees(straight.imitation.state_dict(), resumed.imitation.state_dict())  # the base
     assert straight.history == resumed.history
     assert len(straight.online_buffer) == len(resumed.online_buffer)
 
