@@ -69,10 +69,13 @@ def run_residual(
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["timing/updates_per_s"] for r in rows if "timing/updates_per_s" in r and r["step"] > 0]
     assert summary.eval_result is not None and summary.base_result is not None
+    evals = json.loads((run_dir / "eval.json").read_text())
+    alone = [v["success_rate"] for k, v in evals.items() if k.startswith("fine-tuned base alone")]
     return {
         "history": [{"env_step": h["env_step"], "success": h["success_rate"]} for h in trainer.history],
         "final": summary.eval_result.success_rate,
         "base": summary.base_result.success_rate,
+        "finetuned_base": alone[0] if alone else None,  # algorithms that train the base (EXPO)
         "wall_s": time.perf_counter() - t0,
         "updates_per_s": rates[-1] if rates else None,
     }

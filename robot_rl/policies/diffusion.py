@@ -37,9 +37,11 @@ sample it produced), shifts it by ``h`` (``a[h:]`` followed by ``h`` copies of `
 the level ``τ'`` of the last ``k`` steps of a coarser ``S_w``-step schedule of the same sampler
 (``rti_schedule_steps``) with the forward process ``√ᾱ_τ' a_shift + √(1-ᾱ_τ') ε``, and runs those ``k``
 steps: ``k`` denoiser evaluations instead of ``S``. With the defaults (T=100, trailing spacing,
-S_w = 5 → 99, 79, 59, 39, 19; k = 3) a warm chunk starts at t = 59 and runs t = 59, 39, 19. Starting
-from the fine grid's last ``k`` steps instead (``rti_schedule_steps = num_inference_steps``: t = 29,
-19, 9) re-noises too little: on a weak base it kept bad modes and cost success (docs/benchmarks.md).
+S_w = 8 → 99, 87, 74, 61, 49, 37, 24, 11; k = 3) a warm chunk starts at t = 37 and runs t = 37, 24,
+11 (each DDIM step jumps ``T // S_w = 12``, as diffusers does). How far to re-noise is a trade-off
+measured in docs/benchmarks.md: the fine grid's tail (t = 29, 19, 9) kept a weak base's bad modes
+(Lift −7 points), a coarse one (t = 59, 39, 19) lost precision (PegInsert −8); S_w = 8 was within
+2 points of full DDIM on both.
 
 Fast sampling path (``policy.fast_sampling``, on by default; same math, tested against the slow
 path). Per reverse chain the denoiser's ``x_t``-independent work (time MLP of all ``S`` steps, the
@@ -110,8 +112,8 @@ class DiffusionConfig(PolicyConfig):
     # --- real-time-iteration warm start (act only) ---
     rti_warm_start: bool = False  # seed each re-plan with the previous chunk (see module docstring)
     rti_steps: int = 3  # k sampler steps (denoiser evaluations) per warm-started chunk
-    # S_w: a warm chunk runs the last k steps of an S_w-step schedule (5: t = 59, 39, 19 of 100)
-    rti_schedule_steps: int = 5
+    # S_w: a warm chunk runs the last k steps of an S_w-step schedule (8: t = 37, 24, 11 of 100)
+    rti_schedule_steps: int = 8
     sample_seed: int = 0  # initial seed of the sampling generator (policy.seed(s) re-seeds)
     # --- pixel encoder (only with cameras) ---
     cnn_channels: list[int] = field(default_factory=lambda: [32, 32, 32])  # conv widths per camera

@@ -212,6 +212,9 @@ def test_rti_warm_chunk_runs_the_last_steps_of_the_coarse_schedule():
     assert seen == [59, 39, 19]
     policy.cfg = dataclasses.replace(policy.cfg, rti_schedule_steps=10)  # the fine grid's tail
     assert policy._rti_chain()[1] == [29, 19, 9]
+    policy.cfg = dataclasses.replace(policy.cfg, rti_schedule_steps=8)  # the default
+    assert policy._rti_chain()[1] == [37, 24, 11]
+    assert make_policy(rti_warm_start=True)._rti_chain()[1] == [37, 24, 11]
 
 
 @pytest.mark.parametrize("denoiser", ["unet1d", "mlp_resnet"])

@@ -1,0 +1,115 @@
+"""Fine-tuning benchmark: success vs env steps of the methods that refine a base policy, on identical
+seeds and budgets, with stable-baselines3 SAC from scratch as the outside reference.
+
+``robot-rl-bench finetune [--tasks lift] [--seeds 0,1,2] [--env-steps 30000] [--eval-every 5000]
+[--arms expo,residual,rlpd,sb3_sac] [--ablations] [--set KEY=VALUE ...] [--threads N] [--out result.json]``
+
+Arms (each the full pipeline from the task's ``base_for_rl`` demonstrations, see
+``benchmarks/policies.py``):
+
+- ``expo``: a single-step ``diffusion`` base (``obs_horizon = chunk_size = 1``, DDIM-5) refined by
+  ``algo=expo`` (docs/rl.md "EXPO"); its evaluation at env step 0 is the OTF policy with an untrained
+  critic, i.e. the best of N base samples under random scores;
+- ``residual``: the ``bc_chunk`` base refined by ``algo=residual`` (the main job);
+- ``rlpd``: SAC + demos 50/50 + LayerNorm ensemble, no base policy;
+- ``sb3_sac``: stable-baselines3 SAC from scratch (as in ``robot-rl-bench residual``).
+
+Every arm is evaluated every ``--eval-every`` env steps on seeds ``0 .. eval-episodes-1``. For
+``expo`` the row also reports the fine-tuned base alone (``finetuned_base``: sampled without the
+critic). Ablations (first seed): ``expo/no_edit`` (best-of-N only), ``expo/standard_target`` (TD
+target from one base sample, no argmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from robot_rl.benchmarks.policies import PRESETS, parse_overrides
+from robot_rl.benchmarks.residual import run_residual, run_sb3_sac
+
+# EXPO's base: single-step diffusion (as EXPO's official code), DDIM-5 to keep the N·B-chain TD
+# targets affordable on CPU; N = 4 candidates (ALGORITHMS.md §2(g): 4-8)
+SINGLE_STEP_DIFFUSION = {
+    "policy": "diffusion",
+    "policy.obs_horizon": "1",
+    "policy.chunk_size": "1",
+    "policy.execution_horizon": "1",
+    "policy.num_inference_steps": "5",
+}
+ARMS: dict[str, dict[str, str]] = {
+    "expo": {"algo": "expo", **SINGLE_STEP_DIFFUSION, "algo.num_samples": "4", "algo.num_edits": "4"},
+    "residual": {"algo": "residual"},
+    "rlpd": {"algo": "rlpd"},
+}
+ABLATIONS: dict[str, dict[str, str]] = {
+    "expo/no_edit": {"algo.num_edits": "0"},
+    "expo/standard_target": {"algo.otf_target": "false"},
+}
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-rl-bench finetune", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="lift")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--env-steps", type=int, default=30_000)
+    parser.add_argument("--eval-every", type=int, default=5000)
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--arms", default="expo,residual,rlpd,sb3_sac")
+    parser.add_argument("--ablations", action="store_true", help="also run the ablations (first seed only)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        common = parse_overrides(args.set)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in arms if a not in ARMS and a != "sb3_sac"]
+    if unknown:
+        print(f"error: unknown arm {unknown[0]!r}; valid: {', '.join([*ARMS, 'sb3_sac'])}", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks.split(","):
+            if task not in PRESETS:
+                print(f"error: unknown task {task!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
+                return 2
+            jobs = [(arm, s, {**ARMS.get(arm, {}), **common}) for arm in arms for s in seeds]
+            if args.ablations:
+                jobs += [(name, seeds[0], {**ARMS["expo"], **o, **common}) for name, o in ABLATIONS.items()]
+            for arm, seed, overrides in jobs:
+                if arm == "sb3_sac":
+                    row = run_sb3_sac(task, seed, args.env_steps, args.eval_every, args.eval_episodes)
+                else:
+                    run_dir = Path(tmp) / f"{task}_{arm.replace('/', '_')}_{seed}"
+                    row = run_residual(
+                        task, seed, args.env_steps, args.eval_every, args.eval_episodes, run_dir, overrides
+                    )
+                row.update({"task": task, "arm": arm, "seed": seed, "overrides": overrides})
+                results.append(row)
+                print(json.dumps(row), flush=True)
+    print("\n| task | arm | seed | base | final | base alone after | success by env step | wall s | updates/s |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    pct = lambda v: "—" if v is None else f"{v:.0%}"  # noqa: E731
+    for r in results:
+        curve = ", ".join(f"{h['env_step'] // 1000}k:{h['success']:.0%}" for h in r["history"])
+        ups = "—" if r["updates_per_s"] is None else f"{r['updates_per_s']:.0f}"
+        print(
+            f"| {r['task']} | {r['arm']} | {r['seed']} | {pct(r['base'])} | {r['final']:.0%} | "
+            f"{pct(r.get('finetuned_base'))} | {curve} | {r['wall_s']:.0f} | {ups} |"
+        )
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
