@@ -42,6 +42,7 @@ from robot_rl.core.algorithm import (
     OnlineAlgoConfig,
     StatefulModules,
     adam,
+    base_imitation_step,
     check_finite_loss,
     frozen,
     metrics_to_floats,
@@ -207,17 +208,8 @@ class EXPO(StatefulModules):
         return metrics_to_floats(metrics)
 
     def _update_base(self, s: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One step of the base's own imitation loss on the batch's (state, executed action) pairs;
-        with ``chunk_size > 1`` only the first action of the chunk is supervised (masked)."""
-        b, ta = s.shape[0], self.base.cfg.chunk_size
-        chunk = torch.zeros(b, ta, a.shape[-1], device=a.device, dtype=a.dtype)
-        chunk[:, 0] = a
-        mask = torch.zeros(b, ta, device=a.device, dtype=a.dtype)
-        mask[:, 0] = 1.0
-        loss = self.base.bc_loss({"obs_state": s[:, None], "action": chunk, "action_mask": mask})
-        check_finite_loss(loss, self.updates, {"obs_state": s, "action": a})
-        optimizer_step(self.base_opt, loss, self.base.parameters(), self.cfg.grad_clip)
-        self.base.after_optimizer_step()  # EMA
+        """The base imitates the batch's executed actions (EXPO trains it on all replayed data)."""
+        loss = base_imitation_step(self.base, self.base_opt, s, a, self.cfg.grad_clip, self.updates)
         return {"loss/base": loss}
 
     def _update_edit(self, ns: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:

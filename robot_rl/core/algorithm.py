@@ -148,3 +148,29 @@ def optimizer_step(
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else None
     optimizer.step()
     return norm
+
+
+def base_imitation_step(
+    base: Any,
+    optimizer: torch.optim.Optimizer,
+    states: torch.Tensor,
+    actions: torch.Tensor,
+    grad_clip: float | None,
+    step: int,
+) -> torch.Tensor:
+    """One supervised step of a base policy's own loss (``base.bc_loss``) on single-step pairs
+    ``states [B, Ds]`` → ``actions [B, Da]`` (EXPO's online imitation, PA-RL's distillation).
+
+    The base sees a one-frame history; with ``chunk_size > 1`` the target chunk holds the action at
+    index 0 and the rest is masked out of the loss. Runs the base's ``after_optimizer_step`` (EMA).
+    """
+    b, ta = states.shape[0], base.cfg.chunk_size
+    chunk = torch.zeros(b, ta, actions.shape[-1], device=actions.device, dtype=actions.dtype)
+    chunk[:, 0] = actions
+    mask = torch.zeros(b, ta, device=actions.device, dtype=actions.dtype)
+    mask[:, 0] = 1.0
+    loss = base.bc_loss({"obs_state": states[:, None], "action": chunk, "action_mask": mask})
+    check_finite_loss(loss, step, {"obs_state": states, "action": actions})
+    optimizer_step(optimizer, loss, base.parameters(), grad_clip)
+    base.after_optimizer_step()
+    return loss.detach()

@@ -1,14 +1,17 @@
-"""Pure loss and target functions shared by the off-policy algorithms (ALGORITHMS.md §1(c), §4(c), §9(c)).
+"""Pure loss and target functions shared by the off-policy algorithms (ALGORITHMS.md §1(c)–§4(c), §9(c)).
 
 Every function is a pure function of its inputs (no module state, no ``.item()``), so the algorithms in
 ``robot_rl/algos`` compose them and the unit tests check them against hand-worked numbers.
 
-Shapes: ``B`` batch, ``K`` critic heads, ``Da`` action dim, ``T`` steps of a sequence, ``Nb`` HL-Gauss bins.
+Shapes: ``B`` batch, ``K`` critic heads, ``Da`` action dim, ``T`` steps of a sequence, ``Nb`` HL-Gauss bins,
+``Nr``/``Np`` random/policy actions per state in the CQL regularizer.
 Discounts are always passed *pre-masked*: ``discount = γ^m·(1 - terminated)`` as produced by
 :class:`robot_rl.core.replay.ReplayBuffer` (so a time-limit truncation keeps ``γ^m`` and bootstraps).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -232,3 +235,96 @@ def mc_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
         acc = r[i] + gamma * acc
         out[i] = acc
     return out
+
+
+# --- conservative / offline critic losses (PA-RL, WSRL pre-training, IQL) ---
+
+
+def calql_regularizer(
+    q_data: torch.Tensor,
+    q_random: torch.Tensor,
+    q_policy: torch.Tensor,
+    mc_return: torch.Tensor,
+    alpha: torch.Tensor | float,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Cal-QL term ``α·mean_{K,B}[T·logsumexp_{a∈A}(Q(s,a)/T) - Q(s,a_data)]`` (§3(b), §3(c), §4(c), §11.5).
+
+    The logsumexp set ``A`` per head and state is, concatenated on the last axis:
+    the ``Nr`` uniform random actions (NOT floored), the ``Np`` policy/candidate actions floored at
+    the Monte-Carlo return, ``max(Q(s,a_π), V_MC(s))`` (``use_calql_on_random_actions=False``), and
+    the dataset action itself, ``Q(s, a_data)``, appended inside the logsumexp (importance sampling
+    off). So the set has ``Nr + Np + 1`` entries. Add the result to the TD loss; ``q_data`` gets
+    gradient both inside the logsumexp and through ``-Q(s, a_data)``; ``mc_return`` is a constant.
+
+    Args:
+        q_data: ``[K, B]`` online-critic Q of the dataset action.
+        q_random: ``[K, B, Nr]`` Q of uniform random actions.
+        q_policy: ``[K, B, Np]`` Q of policy/candidate actions (PA-RL: ActOpt at ``s`` and ``s'``).
+        mc_return: ``[B]`` discounted return-to-go ``V_MC(s)`` (:func:`mc_returns`), the Cal-QL floor.
+        alpha: ``α_cql`` (PA-RL 0.005; WSRL adroit 1, kitchen/locomotion 5); a tensor is kept in the
+            graph (auto-tuned α) — detach it yourself if needed.
+        temperature: CQL temperature ``T > 0`` (``cql_temp``, 1 in PA-RL/WSRL).
+
+    Returns:
+        Scalar. Example (K=B=1): ``Q_data=ln 2``, random ``[0]``, policy ``[ln 0.5, ln 4]``,
+        ``V_MC=ln 3`` → set ``{0, ln 3, ln 4, ln 2}`` → ``ln 10 - ln 2 = ln 5`` (times α).
+    """
+    if temperature <= 0.0:
+        raise ValueError(f"calql_regularizer: temperature must be > 0, got {temperature}")
+    if q_random.shape[:-1] != q_data.shape or q_policy.shape[:-1] != q_data.shape:
+        raise ValueError(
+            "calql_regularizer: q_random/q_policy must be q_data.shape + [N], got "
+            f"{tuple(q_random.shape)}, {tuple(q_policy.shape)} for q_data {tuple(q_data.shape)}"
+        )
+    floored = torch.maximum(q_policy, mc_return.detach().to(q_policy.dtype).unsqueeze(-1))
+    cat_q = torch.cat([q_random, floored, q_data.unsqueeze(-1)], dim=-1)
+    ood = temperature * torch.logsumexp(cat_q / temperature, dim=-1)
+    return alpha * (ood - q_data).mean()
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """IQL asymmetric L2 ``mean(|τ - 1(diff < 0)|·diff²)`` (§3(c) IQL variant, τ = 0.7).
+
+    Sign convention: ``diff = target - prediction``. Positive ``diff`` (prediction too low) is
+    weighted ``τ``, negative ``1 - τ``; with ``τ > 0.5`` the prediction tracks an upper expectile.
+    ``τ = 0.5`` gives half the MSE.
+
+    Args:
+        diff: any shape, e.g. ``[B]``; expectile: ``τ ∈ (0, 1)``.
+
+    Returns:
+        Scalar. Example: ``diff = [2, -1], τ = 0.7`` → ``(0.7·4 + 0.3·1)/2 = 1.55``.
+    """
+    if not 0.0 < expectile < 1.0:
+        raise ValueError(f"expectile_loss: expectile must be in (0, 1), got {expectile}")
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def iql_value_loss(q: torch.Tensor, v: torch.Tensor, expectile: float) -> torch.Tensor:
+    """IQL value loss ``L_V = mean_B L_2^τ(Q(s,a) - V(s))`` with ``Q`` detached (target-critic value).
+
+    Args:
+        q: ``[B]`` critic value of the dataset action, already reduced over heads (e.g. min);
+        v: ``[B]`` value network output; expectile: ``τ ∈ (0, 1)``.
+    """
+    return expectile_loss(q.detach() - v, expectile)
+
+
+def awr_weights(q: torch.Tensor, v: torch.Tensor, beta: float, max_weight: float = 100.0) -> torch.Tensor:
+    """IQL/AWR policy-extraction weights ``min(exp(β·(Q - V)), w_max)``, detached.
+
+    Computed as ``exp(min(β·(Q - V), log w_max))`` so large advantages never overflow to ``inf``.
+
+    Args:
+        q: ``[B]`` reduced critic value; v: ``[B]`` value; beta: inverse temperature β (> 0 in IQL);
+        max_weight: clip ``w_max > 0`` (IQL: 100).
+
+    Returns:
+        ``[B]`` weights for the weighted log-likelihood ``-mean_B w·log π(a|s)``.
+    """
+    if max_weight <= 0.0:
+        raise ValueError(f"awr_weights: max_weight must be > 0, got {max_weight}")
+    adv = (q - v).detach()
+    return torch.exp((beta * adv).clamp(max=math.log(max_weight)))
