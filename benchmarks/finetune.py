@@ -61,7 +61,9 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--arms", default="expo,residual,rlpd,sb3_sac")
     parser.add_argument("--ablations", action="store_true", help="also run the ablations (first seed only)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
@@ -100,7 +102,9 @@ def run(argv: list[str] | None = None) -> int:
                 row.update({"task": task, "arm": arm, "seed": seed, "overrides": overrides})
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n| task | arm | seed | base | final | base alone after | success by env step | wall s | updates/s |")
+    print(
+        "\n| task | arm | seed | base | final | base alone after | success by env step | wall s | updates/s |"
+    )
     print("|---|---|---:|---:|---:|---:|---|---:|---:|")
     pct = lambda v: "—" if v is None else f"{v:.0%}"  # noqa: E731
     for r in results:

@@ -330,8 +330,16 @@ class Trainer:
             if not k.startswith("pixels/")
         }
         env.close()
+        # Cal-QL-style algorithms need a finite Monte-Carlo return in every batch: they sample only
+        # steps of closed episodes
+        open_ok = not getattr(self.algo_cls, "needs_mc_return", False)
         make = lambda capacity: ReplayBuffer(  # noqa: E731
-            capacity, shapes, action_dim=self.action_spec.dim, n_step=cfg.n_step, gamma=cfg.gamma
+            capacity,
+            shapes,
+            action_dim=self.action_spec.dim,
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
+            sample_open_episodes=open_ok,
         )
         self.online_buffer = make(cfg.buffer_capacity)
         demos = self.demos or []

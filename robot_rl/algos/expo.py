@@ -28,19 +28,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 
 from robot_rl.algos import ALGOS
+from robot_rl.algos.rerank_agent import RerankAgent
 from robot_rl.core import candidates as cand
 from robot_rl.core.actor_heads import LearnedTemperature
 from robot_rl.core.algorithm import (
     OnlineAlgoConfig,
-    StatefulModules,
     adam,
     base_imitation_step,
     check_finite_loss,
@@ -52,7 +49,7 @@ from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, p
 from robot_rl.core.losses import critic_loss, sac_actor_loss, td_target
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.core.validation import check, check_positive
-from robot_rl.policies.rerank import RerankPolicy, RerankPolicyConfig, check_single_step_base
+from robot_rl.policies.rerank import RerankPolicy, RerankPolicyConfig
 
 
 @dataclass(frozen=True)
@@ -97,10 +94,7 @@ class EXPOConfig(OnlineAlgoConfig):
 
 
 @ALGOS.register("expo", EXPOConfig)
-class EXPO(StatefulModules):
-    online = True
-    trains_base = True  # the trainer leaves the base trainable in the online phase
-
+class EXPO(RerankAgent):
     def __init__(
         self,
         cfg: EXPOConfig,
@@ -109,9 +103,7 @@ class EXPO(StatefulModules):
         base_policy: Any,
         device: torch.device | str = "cpu",
     ):
-        check(base_policy is not None, "algo=expo needs a base policy (trained from demos or base.bundle=...)")
-        check(hasattr(base_policy, "sample"), f"algo=expo needs a base with sample(); got {base_policy.cfg.name}")
-        check_single_step_base(base_policy.cfg, "algo=expo")
+        self.check_base(base_policy, "algo=expo")
         self.cfg, self.obs_spec, self.action_spec = cfg, obs_spec, action_spec
         self.device = torch.device(device)
         self.base = base_policy
@@ -148,29 +140,6 @@ class EXPO(StatefulModules):
         self.generator = self.agent.generator  # REDQ subsets and edit noise
         self.generator.manual_seed(0)
         self.updates = 0
-
-    # --- environment side ---
-
-    @classmethod
-    def wrap_env(cls, env: gym.Env, base_policy: Any = None) -> gym.Env:
-        return env  # the base is part of the agent, not of the environment
-
-    def fit_normalizer(self, states: np.ndarray) -> None:
-        self.normalizer.fit(torch.as_tensor(states, dtype=torch.float32, device=self.device))
-
-    def _state(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
-        return torch.as_tensor(obs[STATE_KEY], dtype=torch.float32, device=self.device)[None]
-
-    @torch.no_grad()
-    def warmup_action(self, obs: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """One plain sample of the (EMA) base: the pre-trained policy collects the warm-up data."""
-        return cand.propose(self.base, self._state(obs)[:, None], 1)[0, 0].cpu().numpy()
-
-    @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
-        """The OTF action (EMA base, edits, target critic). EXPO evaluates with the same stochastic
-        OTF policy it acts with, so ``deterministic`` changes nothing."""
-        return self.agent.choose(self._state(obs))[0].cpu().numpy()
 
     # --- learning ---
 
@@ -243,28 +212,6 @@ class EXPO(StatefulModules):
             "temperature_opt": self.temperature_opt,
             "base_opt": self.base_opt,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        if hasattr(self.base, "generator"):  # the base's sampling noise, for an exact resume
-            state["base_generator"] = self.base.generator.get_state()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if "base_generator" in state:
-            self.base.generator.set_state(state["base_generator"])
-
-    def refined_policy(self) -> RerankPolicy:
-        """A standalone copy of the OTF policy (base, edit head, target critic, normalizer)."""
-        policy = RerankPolicy(self.agent.cfg, self.obs_spec, self.action_spec)
-        policy.load_state_dict({k: v.detach().cpu() for k, v in self.agent.state_dict().items()})
-        return policy.eval()
-
-    def export_bundle(self, path: str | Path, **metadata: Any) -> Path:
-        from robot_rl.deploy.bundle import save_bundle
-
-        return save_bundle(path, self.refined_policy(), **metadata)
 
 
 def _asdict(cfg: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from robot_rl.core.registry import Registry
 POLICIES: Registry[type] = Registry(
     "policy",
     known={
-        name: f"robot_rl.policies.{name}" for name in ("bc_chunk", "diffusion", "rerank", "residual", "tanh_gaussian")
+        name: f"robot_rl.policies.{name}"
+        for name in ("bc_chunk", "diffusion", "rerank", "residual", "tanh_gaussian")
     },
 )

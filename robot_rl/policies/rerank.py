@@ -78,9 +78,7 @@ def check_single_step_base(base_cfg: Any, who: str) -> None:
 class RerankPolicy(nn.Module):
     trainable_base = False  # produced by algo=expo, not trained by imitation
 
-    def __init__(
-        self, cfg: RerankPolicyConfig, obs_spec: ObsSpec, action_spec: ActionSpec, base: Any = None
-    ):
+    def __init__(self, cfg: RerankPolicyConfig, obs_spec: ObsSpec, action_spec: ActionSpec, base: Any = None):
         """``base``: share an existing base policy module (the training algorithm's) instead of
         building a fresh one from ``cfg.base_config``."""
         super().__init__()
@@ -106,7 +104,9 @@ class RerankPolicy(nn.Module):
             self.base.seed(seed)
 
     @torch.no_grad()
-    def choose(self, state: torch.Tensor, use_ema: bool = True, critic: CriticEnsemble | None = None) -> torch.Tensor:
+    def choose(
+        self, state: torch.Tensor, use_ema: bool = True, critic: CriticEnsemble | None = None
+    ) -> torch.Tensor:
         """The selected action ``[B, Da]`` for raw states ``[B, Ds]`` (acting and, with the current
         base weights ``use_ema=False``, a TD target). ``critic`` overrides the scoring critic."""
         cfg, critic = self.cfg, self.critic if critic is None else critic

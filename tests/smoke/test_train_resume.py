@@ -120,13 +120,22 @@ EXPO_SMALL = {
 }
 
 
-@pytest.mark.parametrize("algo", ["residual", "sac", "expo"])
+PARL_SMALL = {
+    **{k: v for k, v in EXPO_SMALL.items() if not k.startswith("algo.")},
+    "algo.num_samples": 4,
+    "algo.top_k": 2,
+    "algo.local_steps": 1,
+    "algo.hidden_dims": "[32,32]",
+}
+
+
+@pytest.mark.parametrize("algo", ["residual", "sac", "expo", "pa_rl"])
 def test_online_exact_resume(tmp_path, algo):
     """Online phase: N env steps straight == stop at an episode end + resume, bit for bit."""
     from tests.conftest import make_train_config
 
     small = {
-        **(EXPO_SMALL if algo == "expo" else {}),
+        **(EXPO_SMALL if algo == "expo" else PARL_SMALL if algo == "pa_rl" else {}),
         "algo": algo,
         "base.steps": 30,
         "train.env_steps": 160,

@@ -28,7 +28,10 @@ class QuadraticCritic(CriticEnsemble):
 
     def forward(self, obs, action, heads=None):
         c = self.centers if heads is None else self.centers[heads]
-        return -((action[None] - c.view(-1, *([1] * (action.dim() - 1)), c.shape[-1])) ** 2).sum(-1) + 0 * self.dummy
+        return (
+            -((action[None] - c.view(-1, *([1] * (action.dim() - 1)), c.shape[-1])) ** 2).sum(-1)
+            + 0 * self.dummy
+        )
 
 
 def test_score_rank_and_argmax_select_by_hand():
@@ -100,9 +103,9 @@ def test_edit_log_density_has_the_beta_change_of_variables():
     feats, a = torch.zeros(1, 3), torch.tensor([[[0.9, -0.2]]])
     edited, log_prob = cand.edit(head, feats, a, generator=torch.Generator().manual_seed(7))
     u = torch.randn(1, da, generator=torch.Generator().manual_seed(7))
-    expected = (-(u**2) / 2 - 0.5 * math.log(2 * math.pi) - torch.log(1 - torch.tanh(u) ** 2)).sum() - da * math.log(
-        beta
-    )
+    expected = (
+        -(u**2) / 2 - 0.5 * math.log(2 * math.pi) - torch.log(1 - torch.tanh(u) ** 2)
+    ).sum() - da * math.log(beta)
     torch.testing.assert_close(log_prob, expected.view(1, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(edited, (a + beta * torch.tanh(u)).clamp(-1, 1))  # clipped to the box
     assert edited.max() <= 1.0

@@ -270,7 +270,10 @@ def test_random_shift_is_a_crop_of_the_padded_image():
     [
         ({"sampler": "euler"}, "policy.sampler='euler' is not valid"),
         ({"rti_warm_start": True, "rti_steps": 10}, "rti_steps=10 must be in"),
-        ({"rti_warm_start": True, "rti_steps": 3, "rti_schedule_steps": 3}, "rti_schedule_steps=3 must be in"),
+        (
+            {"rti_warm_start": True, "rti_steps": 3, "rti_schedule_steps": 3},
+            "rti_schedule_steps=3 must be in",
+        ),
         ({"denoiser": "unet1d", "chunk_size": 5, "execution_horizon": 2}, "divisible by 2"),
         ({"num_inference_steps": 200}, "num_inference_steps=200"),
         ({"ema_decay": 1.0}, "ema_decay"),

@@ -25,7 +25,9 @@ def make_base(kind: str, **overrides):
     spec, act = ObsSpec(DS), ActionSpec.normalized(DA)
     overrides = {"obs_horizon": 1, "chunk_size": 2, "execution_horizon": 1, **overrides}  # chunk: masked loss
     if kind == "diffusion":
-        cfg = DiffusionConfig(mlp_hidden=16, mlp_blocks=1, time_embed_dim=8, num_inference_steps=3, **overrides)
+        cfg = DiffusionConfig(
+            mlp_hidden=16, mlp_blocks=1, time_embed_dim=8, num_inference_steps=3, **overrides
+        )
         base = DiffusionPolicy(cfg, spec, act)
     else:
         base = BCChunkPolicy(BCChunkConfig(hidden_dims=[16, 16], **overrides), spec, act)
@@ -35,7 +37,9 @@ def make_base(kind: str, **overrides):
 
 
 def make_expo(kind: str = "diffusion", **overrides) -> EXPO:
-    cfg = EXPOConfig(**{"num_samples": 4, "num_edits": 4, "hidden_dims": [16, 16], "num_critics": 3, **overrides})
+    cfg = EXPOConfig(
+        **{"num_samples": 4, "num_edits": 4, "hidden_dims": [16, 16], "num_critics": 3, **overrides}
+    )
     algo = EXPO(cfg, ObsSpec(DS), ActionSpec.normalized(DA), make_base(kind))
     algo.fit_normalizer(np.random.default_rng(1).normal(size=(64, DS)))
     return algo
@@ -121,9 +125,87 @@ def test_rerank_policy_with_local_optimization_never_scores_below_plain_rerankin
     state = torch.randn(4, DS)
     algo.base.seed(2)
     plain = agent.choose(state)
-    object.__setattr__(agent, "cfg", type(agent.cfg)(**{**agent.cfg.__dict__, "local_steps": 5, "local_step_size": 0.05}))
+    object.__setattr__(
+        agent, "cfg", type(agent.cfg)(**{**agent.cfg.__dict__, "local_steps": 5, "local_step_size": 0.05})
+    )
     algo.base.seed(2)
     optimized = agent.choose(state)
     feats = agent.normalizer(state)
     q = lambda a: Reduction.parse("mean")(agent.critic(feats, a))  # noqa: E731
     assert (q(optimized) >= q(plain) - 1e-6).all()
+
+
+# --- PA-RL (robot_rl/algos/pa_rl.py): same candidate machinery, Cal-QL critic, distillation ---
+
+
+def make_parl(kind: str = "diffusion", **overrides):
+    from robot_rl.algos.pa_rl import PARL, PARLConfig
+
+    cfg = PARLConfig(
+        **{
+            "num_samples": 6,
+            "top_k": 3,
+            "local_steps": 2,
+            "hidden_dims": [16, 16],
+            "num_critics": 3,
+            **overrides,
+        }
+    )
+    algo = PARL(cfg, ObsSpec(DS), ActionSpec.normalized(DA), make_base(kind))
+    algo.fit_normalizer(np.random.default_rng(1).normal(size=(64, DS)))
+    return algo
+
+
+def rl_batch(b: int = 8) -> dict[str, torch.Tensor]:
+    out = batch(b)
+    out["mc_return"] = out["reward"] * 0.9
+    return out
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "bc_chunk"])
+def test_pa_rl_is_policy_agnostic(kind):
+    algo = make_parl(kind)
+    base_before = {k: v.clone() for k, v in algo.base.state_dict().items()}
+    metrics = algo.update(rl_batch(), update_actor=False)  # offline critic pre-training: base frozen
+    assert "loss/base" not in metrics and metrics["loss/cql"] > 0
+    assert all(torch.equal(base_before[k], v) for k, v in algo.base.state_dict().items())
+    for _ in range(2):
+        metrics = algo.update(rl_batch(), update_actor=True)  # online: distillation into the base
+    assert np.isfinite(metrics["loss/base"]) and np.isfinite(metrics["loss/critic"])
+    assert any(not torch.equal(base_before[k], v) for k, v in algo.base.state_dict().items())
+    action = algo.act({"state": np.zeros(DS, np.float32)})
+    assert action.shape == (DA,) and np.all(np.abs(action) <= 1.0)
+
+
+def test_pa_rl_resets_the_critic_optimizer_at_the_online_switch():
+    algo = make_parl()
+    algo.update(rl_batch(), update_actor=False)
+    offline_opt = algo.critic_opt
+    assert offline_opt.state  # Adam moments from the offline phase
+    algo.update(rl_batch(), update_actor=True)
+    assert algo.critic_opt is not offline_opt and algo.online_started
+    state = algo.state_dict()
+    fresh = make_parl()
+    fresh.load_state_dict(state)
+    assert fresh.online_started
+    fresh.update(rl_batch(), update_actor=True)  # no second reset after a resume
+    assert fresh.critic_opt.state[next(iter(fresh.critic.parameters()))]["step"] == 2
+
+
+def test_pa_rl_act_opt_never_scores_below_the_best_raw_sample():
+    algo = make_parl(top_k=6, local_steps=3, local_step_size=0.05)
+    s = torch.randn(5, DS)
+    algo.base.seed(9)
+    raw = cand.propose(algo.base, s[:, None], 6)
+    raw_best = cand.score(algo.critic, algo.normalizer(s), raw, Reduction.parse("mean")).max(1).values
+    algo.base.seed(9)
+    scores, _ = algo.act_opt(s, algo.critic)
+    assert (scores.max(1).values >= raw_best - 1e-6).all()
+    dataset = torch.full((5, DA), 0.5)
+    algo.base.seed(9)
+    data_scores, _ = algo.act_opt(s, algo.critic, dataset_action=dataset)
+    q_data = cand.score(algo.critic, algo.normalizer(s), dataset[:, None], Reduction.parse("mean"))[:, 0]
+    assert (data_scores[:, -1] >= q_data - 1e-6).all()  # the injected action, moved uphill from its start
+    global_only = make_parl(top_k=6, local_steps=0)
+    _, kept = global_only.act_opt(s, global_only.critic, dataset_action=dataset)
+    torch.testing.assert_close(kept[:, -1], dataset)  # replaces the worst kept candidate, unchanged
