@@ -41,6 +41,7 @@ from robot_rl.core.algorithm import (
     adam,
     base_imitation_step,
     check_finite_loss,
+    critic_metrics,
     frozen,
     metrics_to_floats,
     optimizer_step,
@@ -159,16 +160,7 @@ class EXPO(RerankAgent):
         check_finite_loss(loss_q, self.updates, batch)
         optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
         polyak_update(self.critic_target, self.critic, cfg.tau)
-        with torch.no_grad():
-            q_mean = q.mean(0)
-            demo = batch["is_demo"]
-            metrics: dict[str, Any] = {
-                "loss/critic": loss_q,
-                "train/q_mean": q_mean.mean(),
-                "train/td_error": (q_mean - target).abs().mean(),
-                "train/q_prior": q_mean[demo].mean() if demo.any() else torch.tensor(float("nan")),
-                "train/q_online": q_mean[~demo].mean() if (~demo).any() else torch.tensor(float("nan")),
-            }
+        metrics: dict[str, Any] = critic_metrics(q, target, batch["is_demo"], loss_q)
         if update_actor:  # on the last minibatch of the UTD group: base imitation, edit, temperature
             metrics.update(self._update_base(s, a))
             if cfg.num_edits:

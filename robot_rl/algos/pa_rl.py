@@ -41,6 +41,7 @@ from robot_rl.core.algorithm import (
     adam,
     base_imitation_step,
     check_finite_loss,
+    critic_metrics,
     metrics_to_floats,
     optimizer_step,
 )
@@ -177,17 +178,8 @@ class PARL(RerankAgent):
         check_finite_loss(loss_q, self.updates, batch)
         optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
         polyak_update(self.critic_target, self.critic, cfg.tau)
-        with torch.no_grad():
-            q_mean = q.mean(0)
-            demo = batch["is_demo"]
-            metrics: dict[str, Any] = {
-                "loss/critic": loss_q,
-                "loss/cql": loss_cql,
-                "train/q_mean": q_mean.mean(),
-                "train/td_error": (q_mean - target).abs().mean(),
-                "train/q_prior": q_mean[demo].mean() if demo.any() else torch.tensor(float("nan")),
-                "train/q_online": q_mean[~demo].mean() if (~demo).any() else torch.tensor(float("nan")),
-            }
+        metrics: dict[str, Any] = critic_metrics(q, target, batch["is_demo"], loss_q)
+        metrics["loss/cql"] = loss_cql
         if update_actor:  # distill a softmax-drawn optimized action (dataset action among the candidates)
             a_star = cand.select(q1_scores, pool1, "softmax", cfg.distill_temperature, self.generator)
             loss_b = base_imitation_step(self.base, self.base_opt, s, a_star, cfg.grad_clip, self.updates)

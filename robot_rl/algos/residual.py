@@ -32,6 +32,7 @@ from robot_rl.core.algorithm import (
     StatefulModules,
     adam,
     check_finite_loss,
+    critic_metrics,
     frozen,
     metrics_to_floats,
     optimizer_step,
@@ -171,16 +172,7 @@ class Residual(StatefulModules):
         check_finite_loss(loss_q, self.updates, batch)
         optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
         polyak_update(self.critic_target, self.critic, cfg.tau)
-        with torch.no_grad():
-            q_mean = q.mean(0)
-            demo = batch["is_demo"]
-            metrics = {
-                "loss/critic": loss_q,
-                "train/q_mean": q_mean.mean(),
-                "train/td_error": (q_mean - target).abs().mean(),
-                "train/q_prior": q_mean[demo].mean() if demo.any() else torch.tensor(float("nan")),
-                "train/q_online": q_mean[~demo].mean() if (~demo).any() else torch.tensor(float("nan")),
-            }
+        metrics: dict[str, Any] = critic_metrics(q, target, batch["is_demo"], loss_q)
         if update_actor:  # §1(b) 7b: deterministic actor, mean over heads
             delta = self._delta(self.actor, s, base)
             with frozen(self.critic):  # gradients flow to the action only

@@ -81,6 +81,24 @@ class OnlineAlgoConfig(AlgoConfig):
         check_positive("algo.grad_clip", self.grad_clip)
 
 
+@torch.no_grad()
+def critic_metrics(
+    q: torch.Tensor, target: torch.Tensor, is_demo: torch.Tensor, loss: torch.Tensor
+) -> dict[str, Any]:
+    """The critic diagnostics every algorithm logs: ``q [K, B]`` (per head), ``target [B]``,
+    ``is_demo [B]`` bool. ``train/q_prior`` / ``train/q_online``: mean Q on the demo / online rows
+    (NaN when the batch has none)."""
+    q_mean = q.mean(0)
+    nan = torch.tensor(float("nan"))
+    return {
+        "loss/critic": loss,
+        "train/q_mean": q_mean.mean(),
+        "train/td_error": (q_mean - target).abs().mean(),
+        "train/q_prior": q_mean[is_demo].mean() if is_demo.any() else nan,
+        "train/q_online": q_mean[~is_demo].mean() if (~is_demo).any() else nan,
+    }
+
+
 def metrics_to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     """Detach and convert metric tensors to Python floats (one sync point per update)."""
     return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
