@@ -11,13 +11,20 @@ Arms (each the full pipeline from the task's ``base_for_rl`` demonstrations, see
   ``algo=expo`` (docs/rl.md "EXPO"); its evaluation at env step 0 is the OTF policy with an untrained
   critic, i.e. the best of N base samples under random scores;
 - ``residual``: the ``bc_chunk`` base refined by ``algo=residual`` (the main job);
+- ``pa_rl``: the same single-step diffusion base refined by ``algo=pa_rl`` (Cal-QL critic,
+  ActOpt, distillation); it also reports the distilled base alone;
 - ``rlpd``: SAC + demos 50/50 + LayerNorm ensemble, no base policy;
+- ``wsrl``: Cal-QL pre-training of a SAC agent on the demos, warm-up rollouts, SAC online without
+  the demos;
 - ``sb3_sac``: stable-baselines3 SAC from scratch (as in ``robot-rl-bench residual``).
 
 Every arm is evaluated every ``--eval-every`` env steps on seeds ``0 .. eval-episodes-1``. For
 ``expo`` the row also reports the fine-tuned base alone (``finetuned_base``: sampled without the
 critic). Ablations (first seed): ``expo/no_edit`` (best-of-N only), ``expo/standard_target`` (TD
-target from one base sample, no argmax).
+target from one base sample, no argmax), ``pa_rl/global_only`` (no local optimization),
+``wsrl/no_warmup`` and ``wsrl/retain_offline`` (50 % demos in every online batch); only for the arms
+given in ``--arms`` (``--arms ""`` with ``--ablations``: all of them). Rows also carry the mean Q at
+the end of an offline pre-training (WSRL) and its minimum over the first 5k env steps (the dip).
 """
 
 from __future__ import annotations
@@ -43,12 +50,18 @@ SINGLE_STEP_DIFFUSION = {
 }
 ARMS: dict[str, dict[str, str]] = {
     "expo": {"algo": "expo", **SINGLE_STEP_DIFFUSION, "algo.num_samples": "4", "algo.num_edits": "4"},
+    "pa_rl": {"algo": "pa_rl", **SINGLE_STEP_DIFFUSION},
     "residual": {"algo": "residual"},
     "rlpd": {"algo": "rlpd"},
+    "wsrl": {"algo": "wsrl"},
 }
-ABLATIONS: dict[str, dict[str, str]] = {
-    "expo/no_edit": {"algo.num_edits": "0"},
-    "expo/standard_target": {"algo.otf_target": "false"},
+# ablation name -> (arm it modifies, overrides)
+ABLATIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "expo/no_edit": ("expo", {"algo.num_edits": "0"}),
+    "expo/standard_target": ("expo", {"algo.otf_target": "false"}),
+    "pa_rl/global_only": ("pa_rl", {"algo.local_steps": "0"}),
+    "wsrl/no_warmup": ("wsrl", {"algo.warmup_env_steps": "0"}),
+    "wsrl/retain_offline": ("wsrl", {"algo.prior_fraction": "0.5"}),
 }
 
 
@@ -90,7 +103,11 @@ def run(argv: list[str] | None = None) -> int:
                 return 2
             jobs = [(arm, s, {**ARMS.get(arm, {}), **common}) for arm in arms for s in seeds]
             if args.ablations:
-                jobs += [(name, seeds[0], {**ARMS["expo"], **o, **common}) for name, o in ABLATIONS.items()]
+                jobs += [
+                    (name, seeds[0], {**ARMS[arm], **o, **common})
+                    for name, (arm, o) in ABLATIONS.items()
+                    if arm in arms or not arms
+                ]
             for arm, seed, overrides in jobs:
                 if arm == "sb3_sac":
                     row = run_sb3_sac(task, seed, args.env_steps, args.eval_every, args.eval_episodes)

@@ -70,12 +70,16 @@ def run_residual(
     rates = [r["timing/updates_per_s"] for r in rows if "timing/updates_per_s" in r and r["step"] > 0]
     assert summary.eval_result is not None and summary.base_result is not None
     evals = json.loads((run_dir / "eval.json").read_text())
+    warm = [r["train/q_mean_offline"] for r in rows if "train/q_mean_offline" in r]  # offline pre-training
+    early = [r["train/q_mean"] for r in rows if "train/q_mean" in r and 0 < r["step"] <= 5000]
     alone = [v["success_rate"] for k, v in evals.items() if k.startswith("fine-tuned base alone")]
     return {
         "history": [{"env_step": h["env_step"], "success": h["success_rate"]} for h in trainer.history],
         "final": summary.eval_result.success_rate,
         "base": summary.base_result.success_rate,
         "finetuned_base": alone[0] if alone else None,  # algorithms that train the base (EXPO)
+        "q_after_pretraining": warm[-1] if warm else None,  # mean Q at the end of offline pre-training
+        "q_min_first_5k": min(early) if early else None,
         "wall_s": time.perf_counter() - t0,
         "updates_per_s": rates[-1] if rates else None,
     }

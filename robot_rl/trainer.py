@@ -546,6 +546,8 @@ class Trainer:
             desc=f"{cfg.algo.name} env steps",
             disable=None if cfg.logger.progress else True,
         )
+        if acfg.offline_updates and self.env_step == 0 and algo.updates == 0:
+            self._offline_pretraining(logger)
         t0, start_step, start_updates = time.perf_counter(), self.env_step, algo.updates
         try:
             # Evaluations and checkpoints happen between episodes: the frozen base's chunk queue is
@@ -604,6 +606,24 @@ class Trainer:
             bar.close()
             env.close()
         return True
+
+    def _offline_pretraining(self, logger: MetricLogger) -> None:
+        """``algo.offline_updates`` updates on the prior (demo) buffer alone, before any env step; an
+        algorithm may add its offline-only terms in ``offline_update`` (WSRL: Cal-QL)."""
+        acfg = self.cfg.algo
+        assert self.prior_buffer is not None
+        if not self.prior_buffer.num_sampleable:
+            raise ConfigError(
+                "algo.offline_updates > 0 needs demonstrations (demos.n_episodes or demos.path)"
+            )
+        step = getattr(self.algo, "offline_update", self.algo.update)
+        for i in range(acfg.offline_updates):
+            metrics = step(self.prior_buffer.sample(acfg.batch_size, self.rng, self.device))
+            if (i + 1) % self.cfg.train.log_every == 0:
+                logger.log(
+                    {f"{k}_offline": v for k, v in metrics.items()} | {"train/offline_update": i + 1},
+                    step=self.env_step,
+                )
 
     def _critic_warmup(self, sampler: MixedSampler, logger: MetricLogger) -> None:
         acfg = self.cfg.algo

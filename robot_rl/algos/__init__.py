@@ -4,5 +4,7 @@ from robot_rl.core.registry import Registry
 
 ALGOS: Registry[type] = Registry(
     "algorithm",
-    known={name: f"robot_rl.algos.{name}" for name in ("bc", "expo", "pa_rl", "residual", "rlpd", "sac")},
+    known={
+        name: f"robot_rl.algos.{name}" for name in ("bc", "expo", "pa_rl", "residual", "rlpd", "sac", "wsrl")
+    },
 )

@@ -93,6 +93,7 @@ class PARLConfig(OnlineAlgoConfig):
 @ALGOS.register("pa_rl", PARLConfig)
 class PARL(RerankAgent):
     needs_mc_return = True  # the Cal-QL floor: the trainer samples only steps of closed episodes
+
     def __init__(
         self,
         cfg: PARLConfig,

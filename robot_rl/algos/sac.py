@@ -25,6 +25,7 @@ from robot_rl.core.algorithm import (
     StatefulModules,
     adam,
     check_finite_loss,
+    critic_metrics,
     frozen,
     metrics_to_floats,
     optimizer_step,
@@ -123,14 +124,15 @@ class SAC(StatefulModules):
             target = soft_td_target(batch["reward"], batch["discount"], next_q, logp2, alpha)
         q = self.critic(s, batch["action"])
         loss_q = critic_loss(q, target)
+        regularizer = self.critic_regularizer(s, s2, batch, q)
+        if regularizer is not None:
+            loss_q = loss_q + regularizer
         check_finite_loss(loss_q, self.updates, batch)
         optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), self.cfg.grad_clip)
         polyak_update(self.critic_target, self.critic, self.cfg.tau)
-        metrics = {
-            "loss/critic": loss_q,
-            "train/q_mean": q.mean(),
-            "train/td_error": (q - target).abs().mean(),
-        }
+        metrics: dict[str, Any] = critic_metrics(q, target, batch["is_demo"], loss_q)
+        if regularizer is not None:
+            metrics["loss/cql"] = regularizer
         if update_actor:
             action, logp, _ = self.actor(s)
             with frozen(self.critic):  # gradients flow to the action only
@@ -149,6 +151,13 @@ class SAC(StatefulModules):
             )
         self.updates += 1
         return metrics_to_floats(metrics)
+
+    def critic_regularizer(
+        self, s: torch.Tensor, s2: torch.Tensor, batch: dict[str, torch.Tensor], q: torch.Tensor
+    ) -> torch.Tensor | None:
+        """A term added to the critic loss (normalized states ``s``, ``s2``; ``q [K, B]``); plain SAC has
+        none, WSRL adds Cal-QL during its offline pre-training."""
+        return None
 
     # --- state ---
 

@@ -64,6 +64,7 @@ class OnlineAlgoConfig(AlgoConfig):
     buffer_capacity: int = 200_000  # online replay capacity (steps)
     warmup_env_steps: int = 5000  # env steps with `warmup_action` before any update
     critic_warmup_updates: int = 0  # critic-only updates right after the env warm-up
+    offline_updates: int = 0  # updates on the prior (demo) buffer alone before any env step (WSRL)
     tau: float = 0.005  # Polyak rate of the target networks
     grad_clip: float = 1.0  # max global gradient norm
 
@@ -71,7 +72,7 @@ class OnlineAlgoConfig(AlgoConfig):
         check(0.0 < self.gamma <= 1.0, f"algo.gamma must be in (0, 1], got {self.gamma}")
         for name in ("n_step", "utd", "batch_size", "buffer_capacity"):
             check_positive(f"algo.{name}", getattr(self, name))
-        for name in ("warmup_env_steps", "critic_warmup_updates"):
+        for name in ("warmup_env_steps", "critic_warmup_updates", "offline_updates"):
             check_positive(f"algo.{name}", getattr(self, name), allow_zero=True)
         check(
             0.0 <= self.prior_fraction <= 1.0,

@@ -129,13 +129,13 @@ PARL_SMALL = {
 }
 
 
-@pytest.mark.parametrize("algo", ["residual", "sac", "expo", "pa_rl"])
+@pytest.mark.parametrize("algo", ["residual", "sac", "expo", "pa_rl", "wsrl"])
 def test_online_exact_resume(tmp_path, algo):
     """Online phase: N env steps straight == stop at an episode end + resume, bit for bit."""
     from tests.conftest import make_train_config
 
     small = {
-        **(EXPO_SMALL if algo == "expo" else PARL_SMALL if algo == "pa_rl" else {}),
+        **{"expo": EXPO_SMALL, "pa_rl": PARL_SMALL, "wsrl": {"algo.offline_updates": 20}}.get(algo, {}),
         "algo": algo,
         "base.steps": 30,
         "train.env_steps": 160,
