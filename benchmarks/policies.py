@@ -95,8 +95,8 @@ def train_and_evaluate(
         "task": task,
         "policy": policy,
         "overrides": {k: str(v) for k, v in (overrides or {}).items()},
-        "demos": n_demos,
-        "noise": noise,
+        "demos": cfg.demos.n_episodes,  # what ran: a --set demos.* override replaces the preset's
+        "noise": cfg.demos.expert_noise,
         "success": result.success_rate,
         "ci95": [lo, hi],
         "episodes": episodes,

@@ -10,6 +10,9 @@ clipped to the box, best iterate kept ("local") → argmax (acting, TD targets) 
 ``softmax(Q / distill_temperature)`` (distillation targets, with the replayed dataset action injected
 as a candidate).
 
+``algo.critic=iql`` swaps the Cal-QL critic for IQL (expectile ``algo.expectile`` value network,
+``Q ← r + γ V(s')``): cheaper, as its target needs no next action.
+
 Phases in the one training loop: env warm-up = base rollouts (plain samples, no updates, the
 "base rollouts" of §3(g) that give Cal-QL negatives); critic warm-up = offline Cal-QL pre-training
 with the base frozen; the first online update resets the critic optimizer (PA-RL PR #1); online,
@@ -46,7 +49,8 @@ from robot_rl.core.algorithm import (
     optimizer_step,
 )
 from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, polyak_update
-from robot_rl.core.losses import calql_regularizer, critic_loss, td_target
+from robot_rl.core.losses import calql_regularizer, critic_loss, iql_value_loss, td_target
+from robot_rl.core.networks import mlp
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.core.validation import check, check_positive
 from robot_rl.policies.rerank import RerankPolicy, RerankPolicyConfig
@@ -68,6 +72,8 @@ class PARLConfig(OnlineAlgoConfig):
     layer_norm: bool = True
     critic_lr: float = 3e-4
     base_lr: float = 5e-5  # distillation lr (PA-RL fine-tune lr, no decay)
+    critic: str = "calql"  # calql | iql (PA-RL's two critics)
+    expectile: float = 0.7  # IQL's τ
     cql_alpha: float = 0.005  # α_cql (PA-RL 0.005; §3(g): 0.005-0.05)
     cql_random_actions: int = 4  # uniform actions in the logsumexp (PA-RL 10)
     n_step: int = 1
@@ -88,6 +94,8 @@ class PARLConfig(OnlineAlgoConfig):
             f"algo.top_k={self.top_k} exceeds algo.num_samples={self.num_samples}",
         )
         check_reductions(self, "target_reduction")
+        check(self.critic in ("calql", "iql"), f"algo.critic must be calql or iql, got {self.critic!r}")
+        check(0.0 < self.expectile < 1.0, f"algo.expectile must be in (0, 1), got {self.expectile}")
 
 
 @ALGOS.register("pa_rl", PARLConfig)
@@ -126,6 +134,9 @@ class PARL(RerankAgent):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
         self.base_opt = adam(self.base.parameters(), cfg.base_lr)
+        # IQL's state value V(s) (built for both critics so checkpoints have one layout)
+        self.value = mlp(obs_spec.state_dim, cfg.hidden_dims, 1, layer_norm=cfg.layer_norm).to(self.device)
+        self.value_opt = adam(self.value.parameters(), cfg.critic_lr)
         self.target_reduction = Reduction.parse(cfg.target_reduction)
         self.mean = Reduction.parse("mean")
         self.generator = self.agent.generator  # REDQ subsets, random CQL actions, softmax draws
@@ -158,35 +169,61 @@ class PARL(RerankAgent):
         if update_actor and not self.online_started:  # offline -> online: fresh critic optimizer state
             self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
             self.online_started = True
-        s, a, s2 = batch[f"obs/{STATE_KEY}"], batch["action"], batch[f"next_obs/{STATE_KEY}"]
-        ns, ns2 = self.normalizer(s), self.normalizer(s2)
-        b, da = a.shape
-        q2_scores, pool2 = self.act_opt(s2, self.critic)
-        a2 = cand.select(q2_scores, pool2, "argmax")  # ActOpt(s') for the target and the CQL term
+        s, a = batch[f"obs/{STATE_KEY}"], batch["action"]
+        # ActOpt(s), with the dataset action among the candidates when distilling (§3(b) step b)
         q1_scores, pool1 = self.act_opt(s, self.critic, dataset_action=a if update_actor else None)
-        a1 = cand.select(q1_scores, pool1, "argmax")
-        with torch.no_grad():
-            next_q = self.target_reduction.of_critic(self.critic_target, ns2, a2, self.generator)
-            target = td_target(batch["reward"], batch["discount"], next_q)
-            rand = torch.rand((b, cfg.cql_random_actions, da), generator=self.generator).to(a) * 2 - 1
-        q = self.critic(ns, a)
-        loss_td = critic_loss(q, target)
-        policy_actions = torch.stack([a1, a2], dim=1)  # [B, 2, Da], both scored at s
-        q_policy = self.critic(ns[:, None].expand(-1, 2, -1), policy_actions)
-        q_random = self.critic(ns[:, None].expand(-1, cfg.cql_random_actions, -1), rand)
-        loss_cql = calql_regularizer(q, q_random, q_policy, batch["mc_return"], cfg.cql_alpha)
-        loss_q = loss_td + loss_cql
-        check_finite_loss(loss_q, self.updates, batch)
-        optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
-        polyak_update(self.critic_target, self.critic, cfg.tau)
-        metrics: dict[str, Any] = critic_metrics(q, target, batch["is_demo"], loss_q)
-        metrics["loss/cql"] = loss_cql
+        if cfg.critic == "calql":
+            metrics = self._calql_update(batch, cand.select(q1_scores, pool1, "argmax"))
+        else:
+            metrics = self._iql_update(batch)
         if update_actor:  # distill a softmax-drawn optimized action (dataset action among the candidates)
             a_star = cand.select(q1_scores, pool1, "softmax", cfg.distill_temperature, self.generator)
             loss_b = base_imitation_step(self.base, self.base_opt, s, a_star, cfg.grad_clip, self.updates)
             metrics.update({"loss/base": loss_b, "train/distill_shift": (a_star - a).abs().mean()})
         self.updates += 1
         return metrics_to_floats(metrics)
+
+    def _calql_update(self, batch: dict[str, torch.Tensor], a1: torch.Tensor) -> dict[str, Any]:
+        """TD to ``r + γ min_2 Q'(s', ActOpt(s'))`` plus Cal-QL over uniform actions and the ActOpt
+        actions at ``s`` (``a1``) and ``s'``, floored at the MC return (§3(b), §3(c))."""
+        cfg = self.cfg
+        s, a, s2 = batch[f"obs/{STATE_KEY}"], batch["action"], batch[f"next_obs/{STATE_KEY}"]
+        ns, ns2 = self.normalizer(s), self.normalizer(s2)
+        b, da = a.shape
+        q2_scores, pool2 = self.act_opt(s2, self.critic)
+        a2 = cand.select(q2_scores, pool2, "argmax")
+        with torch.no_grad():
+            next_q = self.target_reduction.of_critic(self.critic_target, ns2, a2, self.generator)
+            target = td_target(batch["reward"], batch["discount"], next_q)
+            rand = torch.rand((b, cfg.cql_random_actions, da), generator=self.generator).to(a) * 2 - 1
+        q = self.critic(ns, a)
+        policy_actions = torch.stack([a1, a2], dim=1)  # [B, 2, Da], both scored at s
+        q_policy = self.critic(ns[:, None].expand(-1, 2, -1), policy_actions)
+        q_random = self.critic(ns[:, None].expand(-1, cfg.cql_random_actions, -1), rand)
+        loss_cql = calql_regularizer(q, q_random, q_policy, batch["mc_return"], cfg.cql_alpha)
+        loss_q = critic_loss(q, target) + loss_cql
+        check_finite_loss(loss_q, self.updates, batch)
+        optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        return critic_metrics(q, target, batch["is_demo"], loss_q) | {"loss/cql": loss_cql}
+
+    def _iql_update(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """IQL: ``V`` regresses the min-over-heads target Q with the expectile loss; Q regresses
+        ``r + γ V(s')`` — no next action is needed, so no ActOpt at ``s'`` (§3(c), IQL variant)."""
+        cfg = self.cfg
+        s, a, s2 = batch[f"obs/{STATE_KEY}"], batch["action"], batch[f"next_obs/{STATE_KEY}"]
+        ns, ns2 = self.normalizer(s), self.normalizer(s2)
+        with torch.no_grad():
+            q_target = self.critic_target(ns, a).min(0).values
+            target = td_target(batch["reward"], batch["discount"], self.value(ns2).squeeze(-1))
+        loss_v = iql_value_loss(q_target, self.value(ns).squeeze(-1), cfg.expectile)
+        optimizer_step(self.value_opt, loss_v, self.value.parameters(), cfg.grad_clip)
+        q = self.critic(ns, a)
+        loss_q = critic_loss(q, target)
+        check_finite_loss(loss_q, self.updates, batch)
+        optimizer_step(self.critic_opt, loss_q, self.critic.parameters(), cfg.grad_clip)
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        return critic_metrics(q, target, batch["is_demo"], loss_q) | {"loss/value": loss_v}
 
     # --- state ---
 
@@ -197,6 +234,8 @@ class PARL(RerankAgent):
             "critic_target": self.critic_target,
             "critic_opt": self.critic_opt,
             "base_opt": self.base_opt,
+            "value": self.value,
+            "value_opt": self.value_opt,
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -209,3 +209,15 @@ def test_pa_rl_act_opt_never_scores_below_the_best_raw_sample():
     global_only = make_parl(top_k=6, local_steps=0)
     _, kept = global_only.act_opt(s, global_only.critic, dataset_action=dataset)
     torch.testing.assert_close(kept[:, -1], dataset)  # replaces the worst kept candidate, unchanged
+
+
+def test_pa_rl_with_an_iql_critic():
+    algo = make_parl(critic="iql")
+    v_before = [p.clone() for p in algo.value.parameters()]
+    metrics = algo.update(rl_batch(), update_actor=False)
+    assert "loss/value" in metrics and "loss/cql" not in metrics
+    metrics = algo.update(rl_batch(), update_actor=True)
+    assert np.isfinite(metrics["loss/base"])
+    assert any(not torch.equal(a, b) for a, b in zip(v_before, algo.value.parameters()))
+    with pytest.raises(ConfigError, match="algo.critic must be calql or iql"):
+        make_parl(critic="cql")
