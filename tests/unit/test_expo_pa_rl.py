@@ -1,4 +1,4 @@
-"""EXPO (robot_rl/algos/expo.py) and its deployable re-ranking policy (robot_rl/policies/rerank.py)."""
+"""EXPO and PA-RL (robot_rl/algos/expo.py, pa_rl.py) and their deployable re-ranking policy (policies/rerank.py)."""
 
 import numpy as np
 import pytest
