@@ -1,4 +1,4 @@
-"""EXPO and PA-RL (robot_rl/algos/expo.py, pa_rl.py) and their deployable re-ranking policy (policies/rerank.py)."""
+"""EXPO and PA-RL (algos/expo.py, pa_rl.py) and their deployable re-ranking policy (policies/rerank.py)."""
 
 import numpy as np
 import pytest
