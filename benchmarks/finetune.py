@@ -2,7 +2,8 @@
 seeds and budgets, with stable-baselines3 SAC from scratch as the outside reference.
 
 ``robot-rl-bench finetune [--tasks lift] [--seeds 0,1,2] [--env-steps 30000] [--eval-every 5000]
-[--arms expo,residual,rlpd,sb3_sac] [--ablations] [--set KEY=VALUE ...] [--threads N] [--out result.json]``
+[--arms expo,pa_rl,residual,rlpd,wsrl,sb3_sac] [--ablations [all|NAME,...]] [--set KEY=VALUE ...]
+[--threads N] [--out result.json]``
 
 Arms (each the full pipeline from the task's ``base_for_rl`` demonstrations, see
 ``benchmarks/policies.py``):
@@ -23,7 +24,8 @@ Every arm is evaluated every ``--eval-every`` env steps on seeds ``0 .. eval-epi
 critic). Ablations (first seed): ``expo/no_edit`` (best-of-N only), ``expo/standard_target`` (TD
 target from one base sample, no argmax), ``pa_rl/global_only`` (no local optimization),
 ``wsrl/no_warmup`` and ``wsrl/retain_offline`` (50 % demos in every online batch); only for the arms
-given in ``--arms`` (``--arms ""`` with ``--ablations``: all of them). Rows also carry the mean Q at
+given in ``--arms`` with ``--ablations`` (``--arms ""``: all of them), or those named
+(``--ablations expo/no_edit,wsrl/no_warmup``). Rows also carry the mean Q at
 the end of an offline pre-training (WSRL) and its minimum over the first 5k env steps (the dip).
 """
 
@@ -72,8 +74,14 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-steps", type=int, default=30_000)
     parser.add_argument("--eval-every", type=int, default=5000)
     parser.add_argument("--eval-episodes", type=int, default=50)
-    parser.add_argument("--arms", default="expo,residual,rlpd,sb3_sac")
-    parser.add_argument("--ablations", action="store_true", help="also run the ablations (first seed only)")
+    parser.add_argument("--arms", default="expo,pa_rl,residual,rlpd,wsrl,sb3_sac")
+    parser.add_argument(
+        "--ablations",
+        nargs="?",
+        const="all",
+        default="",
+        help="also run ablations (first seed only): 'all' (of the arms given) or a comma list of names",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm"
     )
@@ -102,12 +110,16 @@ def run(argv: list[str] | None = None) -> int:
                 print(f"error: unknown task {task!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
                 return 2
             jobs = [(arm, s, {**ARMS.get(arm, {}), **common}) for arm in arms for s in seeds]
-            if args.ablations:
-                jobs += [
-                    (name, seeds[0], {**ARMS[arm], **o, **common})
-                    for name, (arm, o) in ABLATIONS.items()
-                    if arm in arms or not arms
-                ]
+            if args.ablations == "all":
+                chosen = [n for n, (arm, _) in ABLATIONS.items() if arm in arms or not arms]
+            else:
+                chosen = [n for n in args.ablations.split(",") if n]
+            for name in chosen:
+                if name not in ABLATIONS:
+                    print(f"error: unknown ablation {name!r}; valid: {', '.join(ABLATIONS)}", file=sys.stderr)
+                    return 2
+                arm, extra = ABLATIONS[name]
+                jobs.append((name, seeds[0], {**ARMS[arm], **extra, **common}))
             for arm, seed, overrides in jobs:
                 if arm == "sb3_sac":
                     row = run_sb3_sac(task, seed, args.env_steps, args.eval_every, args.eval_episodes)
