@@ -31,7 +31,7 @@ from robot_rl.core.algorithm import (
     optimizer_step,
 )
 from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, polyak_update
-from robot_rl.core.losses import critic_loss, sac_actor_loss, soft_td_target
+from robot_rl.core.losses import critic_loss, sac_actor_loss, soft_td_target, td_target
 from robot_rl.core.networks import StateNormalizer
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.core.validation import check, check_positive
@@ -51,6 +51,7 @@ class SACConfig(OnlineAlgoConfig):
     target_reduction: str = "min"  # over heads for the TD target: min | mean | min_subset:M
     actor_reduction: str = "min"  # over heads for the actor loss
     warmup_env_steps: int = 5000  # uniform random actions before learning
+    backup_entropy: bool = True  # soft TD target (−α log π at s'); False: plain TD target
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,7 +122,10 @@ class SAC(StatefulModules):
             a2, logp2, _ = self.actor(s2)
             next_q = self.target_reduction.of_critic(self.critic_target, s2, a2, self.generator)
             # n-step soft target: discount already holds γ^m(1-d); entropy bonus at s_{t+m} only
-            target = soft_td_target(batch["reward"], batch["discount"], next_q, logp2, alpha)
+            if self.cfg.backup_entropy:
+                target = soft_td_target(batch["reward"], batch["discount"], next_q, logp2, alpha)
+            else:  # WSRL, EXPO, PA-RL: no entropy bonus in the target
+                target = td_target(batch["reward"], batch["discount"], next_q)
         q = self.critic(s, batch["action"])
         loss_q = critic_loss(q, target)
         regularizer = self.critic_regularizer(s, s2, batch, q)

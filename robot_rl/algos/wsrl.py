@@ -17,9 +17,9 @@ The ablations of §4(g) are config changes: ``algo.warmup_env_steps=0`` (no warm
 the TD target a min over 2 random heads.
 
 Deviations (CPU budgets; docs/rl.md "WSRL"): K = 5 heads (WSRL 10), batch 64 with UTD 4 (WSRL
-4 × 256), 5k offline updates (WSRL 20k-1M), 2k warm-up steps (WSRL 5k), α_cql 0.005 with 4 uniform
-and 2 policy actions per state, rewards 0/1 without WSRL's per-domain scale/bias, and SAC's soft TD
-target (WSRL backs up no entropy).
+4 × 256), 5k offline updates (WSRL 20k-1M), 2k warm-up steps (WSRL 5k), 4 uniform and 2 + 2 policy
+actions per state in Cal-QL, rewards 0/1 without WSRL's per-domain scale/bias, and so an initial
+temperature of 1e-2 (WSRL 1).
 """
 
 from __future__ import annotations
@@ -50,7 +50,12 @@ class WSRLConfig(SACConfig):
     prior_fraction: float = 0.0  # no offline data retained online
     offline_updates: int = 5000  # Cal-QL pre-training on the demos
     warmup_env_steps: int = 2000  # frozen pre-trained policy, no updates
-    cql_alpha: float = 0.005
+    backup_entropy: bool = False  # WSRL backs up no entropy
+    # our rewards are 0/1 (Q ≤ 1); WSRL's transformed rewards put Q at 10-100× that scale, so the
+    # temperature starts at HIL-SERL's 1e-2 instead of 1 (with α = 1 the entropy term swamped Q and
+    # the offline actor learned nothing: 0 % after 5k offline updates, docs/rl.md "WSRL")
+    init_temperature: float = 0.01
+    cql_alpha: float = 1.0  # WSRL adroit (binary reward) 1; kitchen/locomotion 5
     cql_random_actions: int = 4
     cql_policy_actions: int = 2  # actor samples at s and at s' (each), scored at s
 
