@@ -78,6 +78,16 @@ ABLATIONS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+def arm_overrides(
+    task: str, arm: str, common: dict[str, str], extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """An arm's config overrides on ``task``: its own, then an ablation's ``extra``, then ``--set``."""
+    base = dict(ARMS.get(arm, {}))
+    if base.get("policy") == "diffusion" and task in SINGLE_STEP_NOISE:
+        base["demos.expert_noise"] = SINGLE_STEP_NOISE[task]
+    return {**base, **(extra or {}), **common}
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="robot-rl-bench finetune", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="lift")
@@ -121,13 +131,7 @@ def run(argv: list[str] | None = None) -> int:
                 print(f"error: unknown task {task!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
                 return 2
 
-            def arm_overrides(arm: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-                base = dict(ARMS.get(arm, {}))
-                if base.get("policy") == "diffusion" and task in SINGLE_STEP_NOISE:
-                    base["demos.expert_noise"] = SINGLE_STEP_NOISE[task]
-                return {**base, **(extra or {}), **common}
-
-            jobs = [(arm, s, arm_overrides(arm)) for arm in arms for s in seeds]
+            jobs = [(arm, s, arm_overrides(task, arm, common)) for arm in arms for s in seeds]
             if args.ablations == "all":
                 chosen = [n for n, (arm, _) in ABLATIONS.items() if arm in arms or not arms]
             else:
@@ -137,7 +141,7 @@ def run(argv: list[str] | None = None) -> int:
                     print(f"error: unknown ablation {name!r}; valid: {', '.join(ABLATIONS)}", file=sys.stderr)
                     return 2
                 arm, extra = ABLATIONS[name]
-                jobs.append((name, seeds[0], arm_overrides(arm, extra)))
+                jobs.append((name, seeds[0], arm_overrides(task, arm, common, extra)))
             for arm, seed, overrides in jobs:
                 if arm == "sb3_sac":
                     row = run_sb3_sac(task, seed, args.env_steps, args.eval_every, args.eval_episodes)
