@@ -8,21 +8,21 @@ seeds and budgets, with stable-baselines3 SAC from scratch as the outside refere
 Arms (each the full pipeline from the task's ``base_for_rl`` demonstrations, see
 ``benchmarks/policies.py``):
 
-- ``expo``: a single-step ``diffusion`` base (``obs_horizon = chunk_size = 1``, DDIM-5) refined by
-  ``algo=expo`` (docs/rl.md "EXPO"); its evaluation at env step 0 is the OTF policy with an untrained
-  critic, i.e. the best of N base samples under random scores;
+- ``expo``: ``experiment=expo``, a single-step ``diffusion`` base (``obs_horizon = chunk_size = 1``,
+  DDIM-5) refined by ``algo=expo`` (docs/rl.md "EXPO"); its evaluation at env step 0 is the OTF
+  policy with an untrained critic and edit policy, not the base (compare with the ``base`` column);
+- ``pa_rl``: ``experiment=pa_rl``, the same single-step diffusion base refined by ``algo=pa_rl``
+  (Cal-QL critic, ActOpt, distillation); like ``expo`` it also reports the fine-tuned base alone;
 - ``residual``: the ``bc_chunk`` base refined by ``algo=residual`` (the main job);
-- ``pa_rl``: the same single-step diffusion base refined by ``algo=pa_rl`` (Cal-QL critic,
-  ActOpt, distillation); it also reports the distilled base alone;
 - ``rlpd``: SAC + demos 50/50 + LayerNorm ensemble, no base policy;
 - ``wsrl``: Cal-QL pre-training of a SAC agent on the demos, warm-up rollouts, SAC online without
   the demos;
 - ``sb3_sac``: stable-baselines3 SAC from scratch (as in ``robot-rl-bench residual``).
 
-Every arm is evaluated every ``--eval-every`` env steps on seeds ``0 .. eval-episodes-1``. For
-``expo`` the row also reports the fine-tuned base alone (``finetuned_base``: sampled without the
-critic). Ablations (first seed): ``expo/no_edit`` (best-of-N only), ``expo/standard_target`` (TD
-target from one base sample, no argmax), ``pa_rl/global_only`` (no local optimization),
+Every arm is evaluated every ``--eval-every`` env steps on seeds ``0 .. eval-episodes-1``;
+``finetuned_base`` is the base alone after EXPO/PA-RL (sampled without the critic). Ablations
+(first seed): ``expo/no_edit`` (best-of-N only), ``expo/standard_target`` (TD target from one base
+sample, no argmax), ``pa_rl/global_only`` (no local optimization),
 ``wsrl/no_warmup`` and ``wsrl/retain_offline`` (50 % demos in every online batch); only for the arms
 given in ``--arms`` with ``--ablations`` (``--arms ""``: all of them), or those named
 (``--ablations expo/no_edit,wsrl/no_warmup``). Rows also carry the mean Q at
@@ -41,29 +41,17 @@ from typing import Any
 from robot_rl.benchmarks.policies import PRESETS, parse_overrides
 from robot_rl.benchmarks.residual import run_residual, run_sb3_sac
 
-# EXPO's base: single-step diffusion (as EXPO's official code), DDIM-5 to keep the N·B-chain TD
-# targets affordable on CPU; N = 4 candidates (ALGORITHMS.md §2(g): 4-8)
-SINGLE_STEP_DIFFUSION = {
-    "policy": "diffusion",
-    "policy.obs_horizon": "1",
-    "policy.chunk_size": "1",
-    "policy.execution_horizon": "1",
-    "policy.num_inference_steps": "5",
-}
-# The single-step diffusion base imitates the noisy Lift demonstrations better than the chunked one:
-# at the preset's noise 0.7 it reached 78 %, at 0.9 36 %, at 1.1 10 % (docs/benchmarks.md). Its arms
-# use these noise levels so that the base starts in 30-70 % like the others.
+# EXPO and PA-RL run from a single-step diffusion base at CPU scale: the experiment presets
+# configs/experiment/{expo,pa_rl}.yaml hold those settings (DDIM-5; EXPO N = 4; PA-RL N = 8, batch 32).
+# The single-step base imitates the noisy Lift demonstrations better than the chunked one: at the
+# preset's noise 0.7 it reached 78 %, at 0.9 36 %, at 1.1 10 % (docs/benchmarks.md); on Lift these
+# arms therefore use noise 0.9 (the benchmark's demos.* overrides win over a preset's).
+SINGLE_STEP_ARMS = ("expo", "pa_rl")
 SINGLE_STEP_NOISE = {"lift": "0.9"}
 ARMS: dict[str, dict[str, str]] = {
-    "expo": {"algo": "expo", **SINGLE_STEP_DIFFUSION, "algo.num_samples": "4", "algo.num_edits": "4"},
-    # PA-RL's per-update cost is ActOpt at s and s' (N·B diffusion chains each): N 8, batch 32 on CPU
-    "pa_rl": {
-        "algo": "pa_rl",
-        **SINGLE_STEP_DIFFUSION,
-        "algo.num_samples": "8",
-        "algo.batch_size": "32",
-        "algo.critic_warmup_updates": "1500",
-    },
+    # the groups again: the benchmark's own algo= choice would otherwise win over the preset's
+    "expo": {"experiment": "expo", "algo": "expo", "policy": "diffusion"},
+    "pa_rl": {"experiment": "pa_rl", "algo": "pa_rl", "policy": "diffusion"},
     "residual": {"algo": "residual"},
     "rlpd": {"algo": "rlpd"},
     "wsrl": {"algo": "wsrl"},
@@ -83,7 +71,7 @@ def arm_overrides(
 ) -> dict[str, str]:
     """An arm's config overrides on ``task``: its own, then an ablation's ``extra``, then ``--set``."""
     base = dict(ARMS.get(arm, {}))
-    if base.get("policy") == "diffusion" and task in SINGLE_STEP_NOISE:
+    if arm in SINGLE_STEP_ARMS and task in SINGLE_STEP_NOISE:
         base["demos.expert_noise"] = SINGLE_STEP_NOISE[task]
     return {**base, **(extra or {}), **common}
 

@@ -71,7 +71,7 @@ def test_finetune_benchmark_runs_every_method_on_a_tiny_budget(tmp_path, capsys)
     rows = json.loads(out.read_text())
     assert [r["arm"] for r in rows] == ["expo", "pa_rl", "wsrl", "expo/no_edit"]
     for row in rows[:2]:  # the base-training methods report the fine-tuned base alone
-        assert row["finetuned_base"] is not None and row["overrides"]["policy.obs_horizon"] == "1"
+        assert row["finetuned_base"] is not None and row["overrides"]["experiment"] == row["arm"]
     assert rows[3]["overrides"]["algo.num_edits"] == "0"
     assert "| reach | expo/no_edit | 0 |" in capsys.readouterr().out
     assert finetune.run(["--arms=nope"]) == 2

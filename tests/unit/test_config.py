@@ -58,3 +58,14 @@ def test_experiment_preset_overrides_the_main_config(tmp_path):
     assert cfg.train.env_steps == 1000 and cfg.demos.n_episodes == 10 and cfg.algo.utd == 1
     cfg = compose("train", {"experiment": "quick", "train.env_steps": 7, "run_dir": str(tmp_path)})
     assert cfg.train.env_steps == 7  # the command line still wins
+
+
+@pytest.mark.parametrize("preset", ["expo", "pa_rl"])
+def test_fine_tuning_presets_build_a_single_step_diffusion_run(tmp_path, preset):
+    from robot_rl.cli.common import compose
+
+    cfg = compose("train", {"experiment": preset, "run_dir": str(tmp_path)})
+    assert cfg.algo.name == preset and cfg.policy.name == "diffusion"
+    assert (cfg.policy.obs_horizon, cfg.policy.chunk_size, cfg.policy.execution_horizon) == (1, 1, 1)
+    cfg = compose("train", {"experiment": preset, "algo.num_samples": 6, "run_dir": str(tmp_path)})
+    assert cfg.algo.num_samples == 6  # the command line still wins
