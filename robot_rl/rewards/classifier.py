@@ -1,0 +1,262 @@
+"""``classifier``: a learned binary success classifier as the reward (HIL-SERL's recipe on states;
+ALGORITHMS.md §9).
+
+Training data are recorded episodes with their per-step sparse reward (1 while the task is solved):
+the label of step ``t`` is ``r_t > 0`` and the input is the state *after* the action, ``s_{t+1}``.
+Record them with the expert holding the solved state (``task.terminate_on_success=false``) and keep
+the failures, so both classes are well represented::
+
+    robot-rl-collect task=lift n_episodes=60 expert_noise=0.8 keep_failures=true \\
+        task.terminate_on_success=false out=data/lift_reward
+    robot-rl-reward-train --store data/lift_reward --out models/lift_success
+    robot-rl-train reward=classifier reward.path=models/lift_success
+
+Model: state normalizer → MLP → one logit, trained with class-balanced binary cross-entropy and
+Gaussian state noise as augmentation. Calibration: the episodes are split (not the steps), the
+threshold is the one with the best F1 on the held-out episodes, and precision/recall there are
+saved with the model (``classifier.json`` + ``model.safetensors``; never pickle).
+
+In the environment (:meth:`ClassifierReward.wrap`) the classifier replaces the task's reward and
+success-termination: ``r = 1[p(success | s') > τ]`` and, when the task terminates on success, the
+episode ends on the classifier's verdict; ``info["is_success"]`` stays the simulator's truth (so
+evaluations report real success) and ``info["reward_success_prob"]`` carries ``p``. Image inputs
+and the frames-based :class:`~robot_rl.rewards.interface.RewardModel` interface are not built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.core.errors import ConfigError, DataError
+from robot_rl.core.networks import StateNormalizer, mlp
+from robot_rl.core.types import STATE_KEY
+from robot_rl.rewards import REWARDS
+
+MODEL_FILE, META_FILE = "model.safetensors", "classifier.json"
+
+
+@dataclass(frozen=True)
+class ClassifierRewardConfig:
+    name: str = "classifier"
+    path: str = ""  # a directory written by robot-rl-reward-train
+    threshold: float = 0.0  # > 0 overrides the calibrated threshold
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    state_noise: float = 0.01  # σ of the Gaussian noise added to normalized states (augmentation)
+    val_fraction: float = 0.25  # share of the episodes held out for the threshold calibration
+    seed: int = 0
+
+
+class SuccessClassifier(nn.Module):
+    """``states [B, Ds]`` → success logits ``[B]``."""
+
+    def __init__(self, state_dim: int, hidden_dims: list[int]):
+        super().__init__()
+        self.state_dim, self.hidden_dims = state_dim, list(hidden_dims)
+        self.normalizer = StateNormalizer(state_dim)
+        self.net = mlp(state_dim, hidden_dims, 1, layer_norm=True)
+
+    def forward(self, states: torch.Tensor, noise_std: float = 0.0) -> torch.Tensor:
+        x = self.normalizer(states)
+        if noise_std > 0:
+            x = x + noise_std * torch.randn_like(x)
+        return self.net(x).squeeze(-1)
+
+    @torch.no_grad()
+    def prob(self, states: np.ndarray) -> np.ndarray:
+        return torch.sigmoid(self(torch.as_tensor(states, dtype=torch.float32))).numpy()
+
+
+def labelled_steps(episodes: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(next_states [N, Ds], labels [N] in {0, 1}, episode index [N])`` from episodes with
+    ``states``, ``final_state`` and per-step sparse ``rewards``."""
+    xs, ys, ids = [], [], []
+    for i, ep in enumerate(episodes):
+        if ep.final_state is None:
+            raise DataError(f"episode {i} has no final observation; cannot label its last step")
+        xs.append(np.concatenate([ep.states[1:], ep.final_state[None]]))
+        ys.append((np.asarray(ep.rewards) > 0).astype(np.float32))
+        ids.append(np.full(len(ep.rewards), i))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys), np.concatenate(ids)
+
+
+def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The threshold in ``probs`` with the best F1 on ``labels``, with its precision and recall."""
+    best = {"threshold": 0.5, "precision": 0.0, "recall": 0.0, "f1": -1.0}
+    for tau in np.unique(np.round(probs, 4)):
+        pred = probs >= tau
+        tp = float((pred & (labels > 0)).sum())
+        precision = tp / max(float(pred.sum()), 1.0)
+        recall = tp / max(float((labels > 0).sum()), 1.0)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+        if f1 > best["f1"]:
+            best = {"threshold": float(tau), "precision": precision, "recall": recall, "f1": f1}
+    return best
+
+
+def train_classifier(
+    episodes: list[Any], cfg: ClassifierTrainConfig | None = None
+) -> tuple[SuccessClassifier, dict[str, Any]]:
+    """Train and calibrate a success classifier on ``episodes`` (see the module docstring).
+
+    Returns the model and its report: the held-out threshold, precision, recall and F1, and the
+    class counts of both splits.
+    """
+    cfg = cfg or ClassifierTrainConfig()
+    x, y, ep = labelled_steps(episodes)
+    if y.sum() == 0 or y.sum() == len(y):
+        raise DataError(
+            f"need both success and failure steps to train a classifier, got {int(y.sum())}/{len(y)}"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(episodes))
+    n_val = max(1, round(cfg.val_fraction * len(episodes)))
+    val = np.isin(ep, order[:n_val])
+    if y[~val].sum() == 0 or y[val].sum() == 0:
+        raise DataError(
+            "both the training and the held-out episodes need success steps; record more episodes"
+        )
+    torch.manual_seed(cfg.seed)
+    model = SuccessClassifier(x.shape[1], cfg.hidden_dims)
+    model.normalizer.fit(torch.as_tensor(x[~val]))
+    xt, yt = torch.as_tensor(x[~val]), torch.as_tensor(y[~val])
+    pos_weight = ((len(yt) - yt.sum()) / yt.sum()).detach()  # balance the classes
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.steps):
+        idx = torch.randint(0, len(xt), (cfg.batch_size,), generator=gen)
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            model(xt[idx], cfg.state_noise), yt[idx], pos_weight=pos_weight
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    calib = best_f1_threshold(model.prob(x[val]), y[val])
+    report = {
+        **calib,
+        "train_steps": {"positive": int(y[~val].sum()), "negative": int((1 - y[~val]).sum())},
+        "heldout_steps": {"positive": int(y[val].sum()), "negative": int((1 - y[val]).sum())},
+        "heldout_episodes": int(n_val),
+    }
+    return model, report
+
+
+def save_classifier(path: str | Path, model: SuccessClassifier, report: dict[str, Any]) -> Path:
+    """Write the classifier directory atomically (temporary name, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
+    meta = {"state_dim": model.state_dim, "hidden_dims": model.hidden_dims, "report": report}
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def load_classifier(path: str | Path) -> tuple[SuccessClassifier, dict[str, Any]]:
+    """The model (eval mode) and its saved report; a one-line ConfigError when ``path`` is not one."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
+        raise ConfigError(
+            f"reward.path={str(path)!r} is not a success classifier (no {META_FILE}/{MODEL_FILE})"
+        )
+    meta = json.loads((path / META_FILE).read_text())
+    model = SuccessClassifier(int(meta["state_dim"]), list(meta["hidden_dims"]))
+    model.load_state_dict(load_file(str(path / MODEL_FILE)))
+    return model.eval(), meta["report"]
+
+
+class ClassifierRewardWrapper(gym.Wrapper):
+    """Reward and success-termination from the classifier (see the module docstring)."""
+
+    def __init__(self, env: gym.Env, model: SuccessClassifier, threshold: float):
+        super().__init__(env)
+        self.model, self.threshold = model, float(threshold)
+        base = env.unwrapped
+        self.terminate_on_success = bool(getattr(base, "terminate_on_success", False))
+        if hasattr(base, "terminate_on_success"):
+            base.terminate_on_success = False  # the classifier decides when the task is done
+
+    def step(self, action: Any) -> Any:
+        obs, _, terminated, truncated, info = self.env.step(action)
+        prob = float(self.model.prob(np.asarray(obs[STATE_KEY], np.float32)[None])[0])
+        success = prob >= self.threshold
+        info = {**info, "reward_success_prob": prob, "reward_source": "classifier"}
+        return obs, float(success), terminated or (success and self.terminate_on_success), truncated, info
+
+
+_CACHE: dict[str, tuple[SuccessClassifier, dict[str, Any]]] = {}
+
+
+@REWARDS.register("classifier", ClassifierRewardConfig)
+class ClassifierReward:
+    source = "classifier"
+
+    def __init__(self, cfg: ClassifierRewardConfig):
+        if not cfg.path:
+            raise ConfigError("reward=classifier needs reward.path=<dir written by robot-rl-reward-train>")
+        self.cfg = cfg
+        key = str(Path(cfg.path).resolve())
+        if key not in _CACHE:  # every env the trainer makes shares one loaded model
+            _CACHE[key] = load_classifier(cfg.path)
+        self.model, self.report = _CACHE[key]
+        self.threshold = cfg.threshold if cfg.threshold > 0 else float(self.report["threshold"])
+
+    def wrap(self, env: gym.Env) -> gym.Env:
+        return ClassifierRewardWrapper(env, self.model, self.threshold)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``robot-rl-reward-train --store <episode store> --out <dir> [--steps N]``."""
+    import argparse
+    import sys
+
+    from robot_rl.data.demos import load_demos
+
+    parser = argparse.ArgumentParser(prog="robot-rl-reward-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", required=True, help="episode store with successes and failures")
+    parser.add_argument("--out", required=True, help="classifier directory to write")
+    parser.add_argument("--steps", type=int, default=ClassifierTrainConfig.steps)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        episodes = load_demos(args.store, keep_failures=True)
+        if not episodes:
+            raise DataError(f"{args.store}: no episodes")
+        model, report = train_classifier(episodes, ClassifierTrainConfig(steps=args.steps, seed=args.seed))
+    except (DataError, ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    save_classifier(args.out, model, report)
+    print(
+        f"threshold {report['threshold']:.3f}: precision {report['precision']:.2f}, recall "
+        f"{report['recall']:.2f} on {report['heldout_episodes']} held-out episodes -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()

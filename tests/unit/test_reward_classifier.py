@@ -1,0 +1,108 @@
+"""The learned success-classifier reward (robot_rl/rewards/classifier.py)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from robot_rl.core.errors import ConfigError, DataError
+from robot_rl.data.demos import Episode
+from robot_rl.rewards.classifier import (
+    ClassifierReward,
+    ClassifierRewardConfig,
+    ClassifierTrainConfig,
+    best_f1_threshold,
+    labelled_steps,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def episode(rng: np.random.Generator, success: bool, steps: int = 20) -> Episode:
+    """States drift along dim 0; the task is solved (reward 1) while x0 > 1 (only if ``success``)."""
+    x = np.cumsum(rng.uniform(0.05, 0.15, steps + 1)) * (1.0 if success else 0.3)
+    states = np.stack([x, rng.normal(size=steps + 1)], axis=1).astype(np.float32)
+    rewards = (states[1:, 0] > 1.0).astype(np.float32)
+    return Episode(
+        states[:-1], np.zeros((steps, 1), np.float32), rewards, bool(rewards.any()), final_state=states[-1]
+    )
+
+
+def test_labels_are_the_reward_of_the_step_on_the_next_state():
+    ep = Episode(
+        np.array([[0.0], [1.0]], np.float32),
+        np.zeros((2, 1), np.float32),
+        np.array([0.0, 1.0], np.float32),
+        True,
+        final_state=np.array([2.0], np.float32),
+    )
+    x, y, ids = labelled_steps([ep])
+    np.testing.assert_array_equal(x[:, 0], [1.0, 2.0])  # s_{t+1}
+    np.testing.assert_array_equal(y, [0.0, 1.0])
+    np.testing.assert_array_equal(ids, [0, 0])
+
+
+def test_best_f1_threshold_by_hand():
+    probs = np.array([0.1, 0.4, 0.6, 0.9])
+    labels = np.array([0, 1, 0, 1])
+    # τ=0.1: P 2/4 R 1 → F1 0.667; τ=0.4: P 2/3 R 1 → 0.8; τ=0.6: P 1/2 R 1/2 → 0.5; τ=0.9: P 1 R 1/2 → 0.667
+    best = best_f1_threshold(probs, labels)
+    assert best["threshold"] == pytest.approx(0.4) and best["f1"] == pytest.approx(0.8)
+    assert best["precision"] == pytest.approx(2 / 3) and best["recall"] == 1.0
+
+
+def test_train_calibrate_save_load(tmp_path):
+    rng = np.random.default_rng(0)
+    episodes = [episode(rng, success=i % 2 == 0) for i in range(24)]
+    model, report = train_classifier(episodes, ClassifierTrainConfig(steps=400, hidden_dims=[32, 32]))
+    assert report["precision"] >= 0.9 and report["recall"] >= 0.9  # a separable toy problem
+    assert report["heldout_episodes"] == 6 and report["heldout_steps"]["positive"] > 0
+    loaded, loaded_report = load_classifier(save_classifier(tmp_path / "clf", model, report))
+    x, _, _ = labelled_steps(episodes)
+    np.testing.assert_array_equal(loaded.prob(x), model.prob(x))
+    assert loaded_report == report
+    with pytest.raises(DataError, match="need both success and failure"):
+        train_classifier([episode(rng, success=False) for _ in range(4)])
+    with pytest.raises(ConfigError, match="is not a success classifier"):
+        load_classifier(tmp_path / "missing")
+
+
+class LineEnv(gym.Env):
+    """A 1-D stand-in task: the state moves by the action; true success at x > 1."""
+
+    observation_space = gym.spaces.Dict({"state": gym.spaces.Box(-10, 10, (2,), np.float32)})
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+    terminate_on_success = True
+
+    def reset(self, seed=None, options=None):
+        self.x = 0.0
+        return {"state": np.array([self.x, 0.0], np.float32)}, {}
+
+    def step(self, action):
+        self.x += float(action[0])
+        success = self.x > 1.0
+        obs = {"state": np.array([self.x, 0.0], np.float32)}
+        return obs, float(success), success and self.terminate_on_success, False, {"is_success": success}
+
+
+def test_the_wrapper_rewards_and_terminates_on_the_classifier_not_the_simulator(tmp_path):
+    rng = np.random.default_rng(1)
+    model, report = train_classifier(
+        [episode(rng, success=i % 2 == 0) for i in range(24)],
+        ClassifierTrainConfig(steps=400, hidden_dims=[32, 32]),
+    )
+    path = save_classifier(tmp_path / "clf", model, report)
+    # threshold 0.999999: the classifier (almost) never fires, so neither reward nor termination come
+    env = ClassifierReward(ClassifierRewardConfig(path=str(path), threshold=0.999999)).wrap(LineEnv())
+    env.reset()
+    _, reward, terminated, _, info = env.step(np.array([2.0], np.float32))
+    assert info["is_success"] and reward == 0.0 and not terminated  # the simulator's truth stays in info
+    assert 0.0 <= info["reward_success_prob"] < 0.999999 and info["reward_source"] == "classifier"
+    env = ClassifierReward(ClassifierRewardConfig(path=str(path))).wrap(LineEnv())  # calibrated τ
+    env.reset()
+    _, reward, terminated, _, info = env.step(np.array([2.0], np.float32))
+    assert reward == 1.0 and terminated and info["reward_success_prob"] >= report["threshold"]
+    with pytest.raises(ConfigError, match="needs reward.path"):
+        ClassifierReward(ClassifierRewardConfig())
