@@ -18,6 +18,7 @@ pytestmark = pytest.mark.unit
         ("robot-rl-collect", "robot-rl-collect: record scripted-expert demonstrations"),
         ("robot-rl-bench", "usage: robot-rl-bench <benchmark>"),
         ("robot-rl-launch", "usage: robot-rl-launch"),
+        ("robot-rl-reward-train", "usage: robot-rl-reward-train"),
     ],
 )
 def test_help(script, expected):

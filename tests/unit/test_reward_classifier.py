@@ -106,3 +106,14 @@ def test_the_wrapper_rewards_and_terminates_on_the_classifier_not_the_simulator(
     assert reward == 1.0 and terminated and info["reward_success_prob"] >= report["threshold"]
     with pytest.raises(ConfigError, match="needs reward.path"):
         ClassifierReward(ClassifierRewardConfig())
+
+
+def test_reward_train_cli_bad_store_exits_2_with_one_line(tmp_path, capsys):
+    from robot_rl.rewards.classifier import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--store", str(tmp_path / "nothing"), "--out", str(tmp_path / "clf")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "clf").exists()  # nothing half-written
