@@ -13,8 +13,8 @@ the failures, so both classes are well represented::
 
 Model: state normalizer → MLP → one logit, trained with class-balanced binary cross-entropy and
 Gaussian state noise as augmentation. Calibration: the episodes are split (not the steps), the
-threshold is the one with the best F1 on the held-out episodes, and precision/recall there are
-saved with the model (``classifier.json`` + ``model.safetensors``; never pickle).
+threshold is the one with the best F1 on the held-out episodes, cut halfway between neighbouring
+scores, and precision/recall there are saved with the model (``classifier.json`` + ``model.safetensors``; never pickle).
 
 In the environment (:meth:`ClassifierReward.wrap`) the classifier replaces the task's reward and
 success-termination: ``r = 1[p(success | s') > τ]`` and, when the task terminates on success, the
@@ -97,17 +97,29 @@ def labelled_steps(episodes: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The threshold in ``probs`` with the best F1 on ``labels``, with its precision and recall."""
-    best = {"threshold": 0.5, "precision": 0.0, "recall": 0.0, "f1": -1.0}
-    for tau in np.unique(np.round(probs, 4)):
-        pred = probs >= tau
-        tp = float((pred & (labels > 0)).sum())
-        precision = tp / max(float(pred.sum()), 1.0)
-        recall = tp / max(float((labels > 0).sum()), 1.0)
-        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-        if f1 > best["f1"]:
-            best = {"threshold": float(tau), "precision": precision, "recall": recall, "f1": f1}
-    return best
+    """The threshold with the best F1 of ``probs >= τ`` on ``labels``, with its precision and recall.
+
+    Candidate thresholds lie halfway between consecutive distinct probabilities (sorted descending,
+    predicting the top k as successes), so a gap between the classes is cut in its middle rather
+    than at its edge; among equally good cuts the median one is taken."""
+    order = np.argsort(-probs, kind="stable")
+    p, y = probs[order], (labels[order] > 0).astype(np.float64)
+    n_pos = max(float(y.sum()), 1.0)
+    tp = np.cumsum(y)  # predicting the top k (k = index + 1) as successes
+    k = np.arange(1, len(p) + 1, dtype=np.float64)
+    cuts = np.flatnonzero(np.append(p[:-1] > p[1:], True))  # last index of each distinct value
+    precision, recall = tp[cuts] / k[cuts], tp[cuts] / n_pos
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    below = np.append(p[cuts[:-1] + 1], 0.0)  # the next lower probability (0 after the last cut)
+    taus = (p[cuts] + below) / 2
+    plateau = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    i = plateau[(len(plateau) - 1) // 2]
+    return {
+        "threshold": float(taus[i]),
+        "precision": float(precision[i]),
+        "recall": float(recall[i]),
+        "f1": float(f1[i]),
+    }
 
 
 def train_classifier(
