@@ -14,10 +14,11 @@ the failures, so both classes are well represented::
 Model: state normalizer → MLP → one logit, trained with class-balanced binary cross-entropy and
 Gaussian state noise as augmentation. Calibration: the episodes are split (not the steps), the
 threshold is the one with the best F1 on the held-out episodes, cut halfway between neighbouring
-scores, and precision/recall there are saved with the model (``classifier.json`` + ``model.safetensors``; never pickle).
+scores, and precision/recall there are saved with the model (``classifier.json`` +
+``model.safetensors``; never pickle).
 
 In the environment (:meth:`ClassifierReward.wrap`) the classifier replaces the task's reward and
-success-termination: ``r = 1[p(success | s') > τ]`` and, when the task terminates on success, the
+success-termination: ``r = 1[p(success | s') ≥ τ]`` and, when the task terminates on success, the
 episode ends on the classifier's verdict; ``info["is_success"]`` stays the simulator's truth (so
 evaluations report real success) and ``info["reward_success_prob"]`` carries ``p``. Image inputs
 and the frames-based :class:`~robot_rl.rewards.interface.RewardModel` interface are not built.
