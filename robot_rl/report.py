@@ -104,7 +104,9 @@ def write_report(
             "|---|---|",
         ]
         lines += [f"| {int(h['env_step'])} | {h['success_rate']:.0%} |" for h in history]
-        files.append("`base_bundle/` (the frozen base)")
+        files.append("`base_bundle/` (the imitation base)")
+        if (run_dir / "finetuned_base_bundle").is_dir():
+            files.append("`finetuned_base_bundle/` (the base after fine-tuning, usable without the critic)")
     lines += ["", "Files: " + ", ".join(files)]
     if has_curve:
         lines += ["", "![learning curve](learning_curve.png)"]

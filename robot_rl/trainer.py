@@ -530,7 +530,8 @@ class Trainer:
         cfg, acfg, algo = self.cfg, self.cfg.algo, self.algo
         if self.trains_base:
             self.policy.eval()  # acting mode; the algorithm updates its weights
-            if not (self.run_dir / "base_bundle").exists():  # the imitation base, before any change
+            fresh = self.env_step == 0 and algo.updates == 0
+            if fresh or not (self.run_dir / "base_bundle").exists():  # the imitation base, unchanged
                 self.imitation.export_bundle(self.run_dir / "base_bundle", **self._bundle_meta())
         else:
             self.policy.requires_grad_(False).eval()  # the base is frozen from here on
