@@ -27,6 +27,7 @@ Shapes: ``B`` batch, ``N`` candidates, ``K`` critic heads, ``Ds`` state dim, ``D
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +111,7 @@ class EXPO(RerankAgent):
         self.base = base_policy
         agent_cfg = RerankPolicyConfig(
             base_policy=base_policy.cfg.name,
-            base_config=_asdict(base_policy.cfg),
+            base_config=dataclasses.asdict(base_policy.cfg),
             num_samples=cfg.num_samples,
             num_edits=cfg.num_edits,
             edit_scale=cfg.edit_scale,
@@ -204,9 +205,3 @@ class EXPO(RerankAgent):
             "temperature_opt": self.temperature_opt,
             "base_opt": self.base_opt,
         }
-
-
-def _asdict(cfg: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)

@@ -31,6 +31,7 @@ Shapes: ``B`` batch, ``N`` candidates, ``K`` critic heads, ``Ds`` state dim, ``D
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +115,6 @@ class PARL(RerankAgent):
         self.cfg, self.obs_spec, self.action_spec = cfg, obs_spec, action_spec
         self.device = torch.device(device)
         self.base = base_policy
-        import dataclasses
-
         agent_cfg = RerankPolicyConfig(
             base_policy=base_policy.cfg.name,
             base_config=dataclasses.asdict(base_policy.cfg),
