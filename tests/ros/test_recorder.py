@@ -90,8 +90,10 @@ def test_recorder_stores_interventions_end_discard_and_survives_sigkill(graph):
     assert call("/robot_rl/reset").success
     n = len(states)
     assert spin_until(lambda: len(states) >= n + 20, 10)
-    flag_pub.publish(Bool(data=True))
+    # a teleop device publishes its takeover flag with every command (with one flag message before
+    # the burst, one make-test run on 2026-12-02 stored no intervention step at all)
     for _ in range(K_TELEOP):
+        flag_pub.publish(Bool(data=True))
         teleop_pub.publish(Float32MultiArray(data=TELEOP.tolist()))
         n_before = len(states)
         spin_until(lambda n_before=n_before: len(states) > n_before, 1.0)  # one teleop action per step
