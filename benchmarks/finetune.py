@@ -38,8 +38,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robot_rl.benchmarks.policies import PRESETS, parse_overrides
-from robot_rl.benchmarks.residual import run_residual, run_sb3_sac
+from robot_rl.benchmarks.policies import PRESETS
+from robot_rl.benchmarks.residual import add_run_args, apply_run_args, run_residual, run_sb3_sac
 
 # EXPO and PA-RL run from a single-step diffusion base at CPU scale: the experiment presets
 # configs/experiment/{expo,pa_rl}.yaml hold those settings (DDIM-5; EXPO N = 4; PA-RL N = 8, batch 32).
@@ -91,20 +91,10 @@ def run(argv: list[str] | None = None) -> int:
         default="",
         help="also run ablations (first seed only): 'all' (of the arms given) or a comma list of names",
     )
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm"
-    )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--out", default="")
+    add_run_args(parser, "config override for every arm (repeatable)")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        common = parse_overrides(args.set)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+    common = apply_run_args(args)
+    if common is None:
         return 2
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS and a != "sb3_sac"]

@@ -133,6 +133,26 @@ def run_sb3_sac(task: str, seed: int, env_steps: int, eval_every: int, episodes:
     }
 
 
+def add_run_args(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable), ``--threads``, ``--out``: shared by the RL benchmarks."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", default="")
+
+
+def apply_run_args(args: argparse.Namespace) -> dict[str, str] | None:
+    """Set the torch threads and parse ``--set``; None (after a one-line error) on a bad override."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return parse_overrides(args.set)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="robot-rl-bench residual", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="lift")
@@ -142,24 +162,10 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--arms", default="residual,sb3_sac")
     parser.add_argument("--ablations", action="store_true", help="also run the ablations (first seed only)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for the residual arms (repeatable), e.g. --set algo.utd=1",
-    )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--out", default="")
+    add_run_args(parser, "config override for the residual arms (repeatable), e.g. --set algo.utd=1")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        common = parse_overrides(args.set)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+    common = apply_run_args(args)
+    if common is None:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
