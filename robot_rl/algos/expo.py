@@ -27,7 +27,6 @@ Shapes: ``B`` batch, ``N`` candidates, ``K`` critic heads, ``Ds`` state dim, ``D
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,6 @@ from robot_rl.core.critics import CriticEnsemble, Reduction, check_reductions, p
 from robot_rl.core.losses import critic_loss, sac_actor_loss, td_target
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.core.validation import check, check_positive
-from robot_rl.policies.rerank import RerankPolicy, RerankPolicyConfig
 
 
 @dataclass(frozen=True)
@@ -105,25 +103,20 @@ class EXPO(RerankAgent):
         base_policy: Any,
         device: torch.device | str = "cpu",
     ):
-        self.check_base(base_policy, "algo=expo")
-        self.cfg, self.obs_spec, self.action_spec = cfg, obs_spec, action_spec
-        self.device = torch.device(device)
-        self.base = base_policy
-        agent_cfg = RerankPolicyConfig(
-            base_policy=base_policy.cfg.name,
-            base_config=dataclasses.asdict(base_policy.cfg),
-            num_samples=cfg.num_samples,
+        # the OTF policy: shares the base, the edit head, the state normalizer and (as its scoring
+        # critic) the target critic with this algorithm
+        self._build_agent(
+            cfg,
+            obs_spec,
+            action_spec,
+            base_policy,
+            device,
+            "algo=expo",
             num_edits=cfg.num_edits,
             edit_scale=cfg.edit_scale,
             edit_hidden_dims=list(cfg.hidden_dims),
-            num_critics=cfg.num_critics,
-            critic_hidden_dims=list(cfg.hidden_dims),
-            layer_norm=cfg.layer_norm,
             reduction=cfg.target_reduction,
         )
-        # the OTF policy: shares the base, the edit head, the state normalizer and (as its scoring
-        # critic) the target critic with this algorithm
-        self.agent = RerankPolicy(agent_cfg, obs_spec, action_spec, base=base_policy).to(self.device)
         self.normalizer, self.edit = self.agent.normalizer, self.agent.edit
         self.critic = CriticEnsemble(
             obs_spec.state_dim, action_spec.dim, cfg.num_critics, cfg.hidden_dims, cfg.layer_norm
@@ -139,8 +132,6 @@ class EXPO(RerankAgent):
         self.base_opt = adam(self.base.parameters(), cfg.base_lr, weight_decay=1e-6, decoupled=True)
         self.target_reduction = Reduction.parse(cfg.target_reduction)
         self.edit_reduction = Reduction.parse(cfg.edit_reduction)
-        self.generator = self.agent.generator  # REDQ subsets and edit noise
-        self.generator.manual_seed(0)
         self.updates = 0
 
     # --- learning ---

@@ -31,7 +31,6 @@ Shapes: ``B`` batch, ``N`` candidates, ``K`` critic heads, ``Ds`` state dim, ``D
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +53,6 @@ from robot_rl.core.losses import calql_regularizer, critic_loss, iql_value_loss,
 from robot_rl.core.networks import mlp
 from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.core.validation import check, check_positive
-from robot_rl.policies.rerank import RerankPolicy, RerankPolicyConfig
 
 
 @dataclass(frozen=True)
@@ -111,24 +109,19 @@ class PARL(RerankAgent):
         base_policy: Any,
         device: torch.device | str = "cpu",
     ):
-        self.check_base(base_policy, "algo=pa_rl")
-        self.cfg, self.obs_spec, self.action_spec = cfg, obs_spec, action_spec
-        self.device = torch.device(device)
-        self.base = base_policy
-        agent_cfg = RerankPolicyConfig(
-            base_policy=base_policy.cfg.name,
-            base_config=dataclasses.asdict(base_policy.cfg),
-            num_samples=cfg.num_samples,
+        # the acting policy (ActOpt + argmax) shares the base, the normalizer and the online critic
+        self._build_agent(
+            cfg,
+            obs_spec,
+            action_spec,
+            base_policy,
+            device,
+            "algo=pa_rl",
             top_k=cfg.top_k,
             local_steps=cfg.local_steps,
             local_step_size=cfg.local_step_size,
-            num_critics=cfg.num_critics,
-            critic_hidden_dims=list(cfg.hidden_dims),
-            layer_norm=cfg.layer_norm,
             reduction="mean",  # PA-RL ranks, optimizes and selects on the ensemble mean
         )
-        # the acting policy (ActOpt + argmax) shares the base, the normalizer and the online critic
-        self.agent = RerankPolicy(agent_cfg, obs_spec, action_spec, base=base_policy).to(self.device)
         self.normalizer, self.critic = self.agent.normalizer, self.agent.critic
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
@@ -138,8 +131,6 @@ class PARL(RerankAgent):
         self.value_opt = adam(self.value.parameters(), cfg.critic_lr)
         self.target_reduction = Reduction.parse(cfg.target_reduction)
         self.mean = Reduction.parse("mean")
-        self.generator = self.agent.generator  # REDQ subsets, random CQL actions, softmax draws
-        self.generator.manual_seed(0)
         self.online_started = False  # set by the first update that trains the base
         self.updates = 0
 
@@ -169,8 +160,10 @@ class PARL(RerankAgent):
             self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
             self.online_started = True
         s, a = batch[f"obs/{STATE_KEY}"], batch["action"]
-        # ActOpt(s), with the dataset action among the candidates when distilling (§3(b) step b)
-        q1_scores, pool1 = self.act_opt(s, self.critic, dataset_action=a if update_actor else None)
+        # ActOpt(s), with the dataset action among the candidates when distilling (§3(b) step b); an
+        # IQL critic needs it only for distillation, Cal-QL also for its conservative term
+        if update_actor or cfg.critic == "calql":
+            q1_scores, pool1 = self.act_opt(s, self.critic, dataset_action=a if update_actor else None)
         if cfg.critic == "calql":
             metrics = self._calql_update(batch, cand.select(q1_scores, pool1, "argmax"))
         else:

@@ -3,6 +3,7 @@ that the algorithm keeps training online (not a registered algorithm itself)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,14 @@ import torch
 
 from robot_rl.core import candidates as cand
 from robot_rl.core.algorithm import StatefulModules
-from robot_rl.core.types import STATE_KEY
+from robot_rl.core.types import STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.core.validation import check
-from robot_rl.policies.rerank import RerankPolicy, check_single_step_base
+from robot_rl.policies.rerank import RerankPolicy, RerankPolicyConfig, check_single_step_base
 
 
 class RerankAgent(StatefulModules):
-    """Subclasses set ``self.agent`` (a RerankPolicy sharing ``self.base``), ``self.base``,
-    ``self.device``, ``self.obs_spec``, ``self.action_spec`` and list their parts in ``_modules``."""
+    """Subclasses call :meth:`_build_agent` first (it sets ``self.agent``, a RerankPolicy sharing
+    ``self.base``, and the specs) and list their parts in ``_modules``."""
 
     online = True
     trains_base = True  # the trainer leaves the base trainable in the online phase
@@ -27,11 +28,37 @@ class RerankAgent(StatefulModules):
     base: Any
     device: torch.device
 
-    @staticmethod
-    def check_base(base_policy: Any, who: str) -> None:
+    def _build_agent(
+        self,
+        cfg: Any,
+        obs_spec: ObsSpec,
+        action_spec: ActionSpec,
+        base_policy: Any,
+        device: torch.device | str,
+        who: str,
+        **agent_fields: Any,
+    ) -> None:
+        """Check the base, keep the specs and build ``self.agent`` around the shared base: candidate
+        count, critic size and LayerNorm come from the algorithm config ``cfg``, the rest from
+        ``agent_fields`` (RerankPolicyConfig fields). ``self.generator`` is the agent's (seeded 0)."""
         check(base_policy is not None, f"{who} needs a base policy (trained from demos or base.bundle=...)")
         check(hasattr(base_policy, "sample"), f"{who} needs a base with sample(); got {base_policy.cfg.name}")
         check_single_step_base(base_policy.cfg, who)
+        self.cfg, self.obs_spec, self.action_spec = cfg, obs_spec, action_spec
+        self.device = torch.device(device)
+        self.base = base_policy
+        agent_cfg = RerankPolicyConfig(
+            base_policy=base_policy.cfg.name,
+            base_config=dataclasses.asdict(base_policy.cfg),
+            num_samples=cfg.num_samples,
+            num_critics=cfg.num_critics,
+            critic_hidden_dims=list(cfg.hidden_dims),
+            layer_norm=cfg.layer_norm,
+            **agent_fields,
+        )
+        self.agent = RerankPolicy(agent_cfg, obs_spec, action_spec, base=base_policy).to(self.device)
+        self.generator = self.agent.generator
+        self.generator.manual_seed(0)
 
     @classmethod
     def wrap_env(cls, env: gym.Env, base_policy: Any = None) -> gym.Env:
