@@ -9,7 +9,8 @@ Publishes the filtered command to the robot (``command_type``: ``forward`` Float
 
 A fresh action is filtered and published at once (no added phase delay); a timer at ``control_hz``
 fills control periods without a fresh action (repeat, then hold after ``watchdog_periods``). The rules
-live in :mod:`robot_rl.real.safety`.
+live in :mod:`robot_rl.real.safety`. With ``lockstep:=true`` (the sim bridge's lockstep mode, where
+every command advances the simulation by one step) repeats are not published; the watchdog's holds are.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _broadcast(name: str, values: list[float], dim: int) -> tuple[float, ...]:
 class CommandMuxNode(Node):
     """Parameters: action_dim, control_hz, low, high, max_delta, watchdog_periods, delta_dims, box_low,
     box_high, ee_scale, tcp_topic, command_type, command_topic, command_scale, command_offset,
-    joint_names (joint_trajectory), frame_id (twist)."""
+    joint_names (joint_trajectory), frame_id (twist), lockstep."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_command_mux")
@@ -121,6 +122,7 @@ class CommandMuxNode(Node):
                 f"command_type 'joint_trajectory' needs {dim} joint_names, got {len(self.joint_names)}"
             )
         self.frame_id = declare(self, "frame_id", str, "world", "frame of twist commands")
+        self.lockstep = declare(self, "lockstep", bool, False, "the sim steps per command: no repeats")
         self.control_hz = 1.0 / self.period
         self.filter = SafetyFilter(cfg)
         self.lock = threading.Lock()
@@ -185,7 +187,10 @@ class CommandMuxNode(Node):
             if self.fresh_since_tick:
                 self.fresh_since_tick = False
                 return
-            self._publish(self.filter.step(None, None, self.intervention, self.tcp), tick=True)
+            out = self.filter.step(None, None, self.intervention, self.tcp)
+            if self.lockstep and out.source != "hold":
+                return  # a lockstep sim steps on every command: only the watchdog's holds go out
+            self._publish(out, tick=True)
 
     # --- output --------------------------------------------------------------------------------------
     def _publish(self, out: SafetyOutput, tick: bool = False) -> None:

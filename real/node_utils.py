@@ -66,6 +66,11 @@ def positive(name: str, value: float) -> float:
     return value
 
 
+# Episode boundaries announced by the robot side (the sim bridge): std_msgs/Header, ``frame_id`` is
+# ``start`` | ``terminated`` | ``truncated``, ``stamp`` the stamp of that first/last observation.
+EPISODE_EVENT_TOPIC = "/robot_rl/episode_event"
+
+
 # --- QoS (ECOSYSTEM §3 item 2) -------------------------------------------------------------------
 
 

@@ -12,6 +12,11 @@ Observation: ``state_topic`` is a JointState; with ``joint_names`` set the state
 otherwise the whole ``position`` array (the sim bridge's ``/robot_rl/observation/state``).
 Timing is logged every ``report_every_s`` (inference ms p50/max, observation age ms, misses) and
 published on ``/robot_rl/policy/inference_ms`` (Float32).
+
+With ``act_on_state:=true`` there is no timer: every new observation is answered at once (one action
+per observation: the sim bridge's lockstep mode, or a robot driver that publishes at its own rate).
+A ``start`` on ``/robot_rl/episode_event`` resets the policy (its chunk queue), so each episode starts
+with a fresh chunk as in evaluation.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ require("rclpy", "the policy node")
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Float32, Float32MultiArray, String  # noqa: E402
+from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
 
 from robot_rl.real.conversions import joint_state_vector  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
+    EPISODE_EVENT_TOPIC,
     ConfigError,
     command_qos,
     declare,
@@ -45,7 +51,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
 
 class PolicyNode(Node):
     """Parameters: bundle (required), device, control_hz (0 = the bundle's rate), max_obs_age_s,
-    state_topic, joint_names, report_every_s."""
+    state_topic, joint_names, report_every_s, act_on_state."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_policy")
@@ -69,6 +75,7 @@ class PolicyNode(Node):
         state_topic = declare(self, "state_topic", str, "/robot_rl/observation/state", "JointState topic")
         self.joint_names = declare(self, "joint_names", str, [], "joints forming the state vector", True)
         self.report_every = declare(self, "report_every_s", float, 5.0, "timing log period, s")
+        act_on_state = declare(self, "act_on_state", bool, False, "answer each observation (no timer)")
         self.state_dim = int(meta["obs_spec"]["state_dim"])
         if self.joint_names and len(self.joint_names) != self.state_dim:
             raise ConfigError(
@@ -90,24 +97,45 @@ class PolicyNode(Node):
         self.fatal: str | None = None
 
         sensors = MutuallyExclusiveCallbackGroup()
-        control = MutuallyExclusiveCallbackGroup()
+        control = MutuallyExclusiveCallbackGroup()  # acting and resetting never overlap
+        # created before the state subscription: when an episode's start event and its first observation
+        # are ready together, the executor takes them in creation order (reset, then act)
         self.create_subscription(
-            JointState, state_topic, self._on_state, sensor_qos(), callback_group=sensors
+            Header, EPISODE_EVENT_TOPIC, self._on_episode_event, latched_qos(), callback_group=control
+        )
+        self.create_subscription(
+            JointState,
+            state_topic,
+            self._on_state_and_act if act_on_state else self._on_state,
+            # every observation matters when each one is answered: reliable, as the sim bridge publishes
+            command_qos(10) if act_on_state else sensor_qos(),
+            callback_group=control if act_on_state else sensors,
         )
         self.create_subscription(
             String, "/robot_rl/task", self._on_task, latched_qos(), callback_group=sensors
         )
         self.action_pub = self.create_publisher(Float32MultiArray, "/robot_rl/action", command_qos(1))
         self.timing_pub = self.create_publisher(Float32, "/robot_rl/policy/inference_ms", command_qos(10))
-        self.create_timer(1.0 / self.control_hz, self._on_timer, callback_group=control)
+        if not act_on_state:
+            self.create_timer(1.0 / self.control_hz, self._on_timer, callback_group=control)
         self.policy.reset()
         self.get_logger().info(
-            f"policy: {meta['policy']} bundle {bundle} at {self.control_hz:g} Hz, state from {state_topic}"
+            f"policy: {meta['policy']} bundle {bundle} "
+            f"{'on every observation' if act_on_state else f'at {self.control_hz:g} Hz'}, state from "
+            f"{state_topic}"
         )
 
     def _on_state(self, msg: JointState) -> None:
         with self.lock:
             self.latest = msg
+
+    def _on_state_and_act(self, msg: JointState) -> None:
+        self._on_state(msg)
+        self._on_timer()
+
+    def _on_episode_event(self, msg: Header) -> None:
+        if msg.frame_id == "start":
+            self.policy.reset()
 
     def _on_task(self, msg: String) -> None:
         self.get_logger().info(f"task: {msg.data!r}")

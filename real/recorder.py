@@ -46,6 +46,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from robot_rl.real.conversions import joint_state_vector  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
+    EPISODE_EVENT_TOPIC,
     ConfigError,
     choice,
     command_qos,
@@ -57,7 +58,6 @@ from robot_rl.real.node_utils import (  # noqa: E402
 
 SOURCES = ("robot", "sim_bridge")
 REWARD_SOURCES = ("auto", "sim", "classifier", "vlm", "human", "none")
-EPISODE_EVENT_TOPIC = "/robot_rl/episode_event"  # same name as robot_rl.real.sim_bridge (no mujoco import)
 
 
 @dataclass

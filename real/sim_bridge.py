@@ -11,12 +11,19 @@ command topic a ros2_control robot accepts, chosen by ``command_type`` (same nam
 command mux); offers ``/robot_rl/reset`` (Trigger).
 
 Steps in real time at ``control_hz`` with the latest command; without a command yet (or after a
-reset) it sends the neutral action (no motion, gripper unchanged).
+reset) it sends the neutral action (no motion, gripper unchanged). With ``lockstep:=true`` it steps
+once per received command instead, as fast as the graph answers (the policy node with
+``act_on_state:=true`` answers every observation), so a rollout through the topics is the same
+rollout as in-process; when no command comes for ``lockstep_timeout_s`` (wall time) it steps with
+the held command, so a dead policy still shows up as the mux's hold commands. ``/clock`` counts
+sim time in both modes; header stamps are wall time (the watchdogs and stale-observation checks of
+the other nodes run on wall time: a safety timer must not stop when the simulation stalls).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -26,6 +33,8 @@ require("rclpy", "the sim_bridge node")
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from geometry_msgs.msg import PointStamped, TwistStamped  # noqa: E402
+from rclpy.clock import Clock as RosClock  # noqa: E402
+from rclpy.clock import ClockType  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -36,6 +45,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from robot_rl.real.command_mux import COMMAND_TYPES, DEFAULT_TOPICS, _broadcast  # noqa: E402
 from robot_rl.real.conversions import twist_to_delta, unscale_command  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
+    EPISODE_EVENT_TOPIC,
     ConfigError,
     choice,
     command_qos,
@@ -45,8 +55,6 @@ from robot_rl.real.node_utils import (  # noqa: E402
     run_node,
 )
 
-EPISODE_EVENT_TOPIC = "/robot_rl/episode_event"
-
 
 def _stamp(t: float) -> Time:
     sec = int(t)
@@ -55,7 +63,7 @@ def _stamp(t: float) -> Time:
 
 class SimBridgeNode(Node):
     """Parameters: task, control_hz, seed, command_type, command_topic, command_scale, command_offset,
-    ee_scale (twist), auto_reset, publish_clock."""
+    ee_scale (twist), auto_reset, terminate_on_success, publish_clock, lockstep, lockstep_timeout_s."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_sim_bridge")
@@ -69,14 +77,22 @@ class SimBridgeNode(Node):
         )
         topic = declare(self, "command_topic", str, "", "command topic; '' = the controller default")
         self.auto_reset = declare(self, "auto_reset", bool, False, "reset when an episode ends")
+        terminate_on_success = declare(
+            self, "terminate_on_success", bool, True, "end the episode at the first success"
+        )
         self.publish_clock = declare(self, "publish_clock", bool, True, "publish sim time on /clock")
+        self.lockstep = declare(self, "lockstep", bool, False, "step once per command, as fast as possible")
+        self.lockstep_timeout = positive(
+            "lockstep_timeout_s",
+            declare(self, "lockstep_timeout_s", float, 0.5, "lockstep: step anyway after this long, s"),
+        )
         self.ee_scale = positive("ee_scale", declare(self, "ee_scale", float, 0.04, "m per unit (twist)"))
         try:
             import gymnasium as gym
 
             import robot_rl  # noqa: F401  (registers the gymnasium ids)
 
-            self.env = gym.make(task).unwrapped
+            self.env = gym.make(task, terminate_on_success=terminate_on_success).unwrapped
         except Exception as err:  # unknown id, missing mujoco, bad kwargs: one line
             raise ConfigError(
                 f"cannot make task {task!r}: {str(err).splitlines()[0] if str(err) else err!r}"
@@ -116,11 +132,16 @@ class SimBridgeNode(Node):
         )
         self.create_service(Trigger, "/robot_rl/reset", self._on_reset)
         self.task_pub.publish(String(data=self.info.get("task", "")))
-        self._publish_event("start", self._publish_state(0.0, False))
-        self.create_timer(1.0 / self.control_hz, self._on_tick)
+        self._publish_start()
+        if self.lockstep:  # commands drive the steps; a steady (wall) timer covers silences
+            steady = RosClock(clock_type=ClockType.STEADY_TIME)
+            self.create_timer(self.lockstep_timeout / 4, self._on_lockstep_timer, clock=steady)
+        else:
+            self.create_timer(1.0 / self.control_hz, self._on_tick)
         self.get_logger().info(
-            f"sim_bridge: {task} at {self.control_hz:g} Hz, {self.command_type} commands on "
-            f"{topic or DEFAULT_TOPICS[self.command_type]}"
+            f"sim_bridge: {task} at {self.control_hz:g} Hz"
+            f"{' (lockstep: one step per command)' if self.lockstep else ''}, {self.command_type} "
+            f"commands on {topic or DEFAULT_TOPICS[self.command_type]}"
         )
 
     def _reset(self) -> None:
@@ -151,11 +172,17 @@ class SimBridgeNode(Node):
         with self.lock:
             self.command = np.clip(a, -1.0, 1.0)
             self.commands_received += 1
+            if self.lockstep:
+                if not self.done:
+                    self._step()
+                elif self.auto_reset:  # the command answered the last observation: start over
+                    self._reset()
+                    self._publish_start()
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self.lock:
             self._reset()
-            self._publish_event("start", self._publish_state(0.0, False))
+            self._publish_start()
         response.success = True
         response.message = f"reset: {self.info.get('task', '')}"
         return response
@@ -167,23 +194,46 @@ class SimBridgeNode(Node):
                     self._publish_state(0.0, bool(self.info.get("is_success", False)))
                     return
                 self._reset()
-                self._publish_event("start", self._publish_state(0.0, False))
-            self.obs, reward, terminated, truncated, self.info = self.env.step(self.command)
-            self.steps += 1
-            self.sim_time += 1.0 / self.control_hz
-            self.done = bool(terminated or truncated)
-            stamp = self._publish_state(float(reward), bool(self.info.get("is_success", False)))
-            if self.done:
-                self._publish_event("terminated" if terminated else "truncated", stamp)
+                self._publish_start()
+            self._step()
+
+    def _on_lockstep_timer(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.last_step_wall < self.lockstep_timeout:
+                return
+            if self.done:  # keep /robot_rl/success alive; a reset comes from the service (or auto_reset)
+                self.last_step_wall = time.monotonic()
+                self._publish_state(0.0, bool(self.info.get("is_success", False)))
+                return
+            self._step()
+
+    def _step(self) -> None:
+        """One control step with the held command (call with the lock held)."""
+        self.obs, reward, terminated, truncated, self.info = self.env.step(self.command)
+        self.last_step_wall = time.monotonic()
+        self.steps += 1
+        self.sim_time += 1.0 / self.control_hz
+        self.done = bool(terminated or truncated)
+        stamp = self._publish_state(float(reward), bool(self.info.get("is_success", False)))
+        if self.done:
+            self._publish_event("terminated" if terminated else "truncated", stamp)
+
+    def _publish_start(self) -> None:
+        """The first observation of an episode, announced before it is published, so a policy node resets
+        its chunk queue before it acts on it (the recorder matches the event by stamp in any order)."""
+        stamp = self.get_clock().now().to_msg()
+        self._publish_event("start", stamp)
+        self._publish_state(0.0, False, stamp)
+        self.last_step_wall = time.monotonic()
 
     def _publish_event(self, kind: str, stamp: Time) -> None:
         event = Header(frame_id=kind)
         event.stamp = stamp
         self.event_pub.publish(event)
 
-    def _publish_state(self, reward: float, success: bool) -> Time:
+    def _publish_state(self, reward: float, success: bool, stamp: Time | None = None) -> Time:
         """Publish the current observation (+ reward and success); returns its header stamp."""
-        stamp = self.get_clock().now().to_msg()
+        stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=_stamp(self.sim_time)))
         arm, d = self.env.arm, self.env.data
