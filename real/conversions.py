@@ -46,3 +46,27 @@ def joint_state_vector(names: list[str], positions: list[float], wanted: list[st
     if missing:
         raise KeyError(f"joints {missing} are not in /joint_states (it has {list(names)})")
     return np.array([positions[index[n]] for n in wanted], dtype=np.float64)
+
+
+def image_to_msg(image: np.ndarray, msg: Any) -> Any:
+    """Fill a sensor_msgs/Image ``msg`` (header left to the caller) with an RGB uint8 image (H, W, 3)."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
+    msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(image.shape[1]) * 3
+    msg.data = image.tobytes()
+    return msg
+
+
+def msg_to_image(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (``rgb8`` or ``bgr8``, rows possibly padded) -> RGB uint8 array (H, W, 3);
+    raises ValueError naming the problem for any other encoding or an inconsistent size."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"image encoding {msg.encoding!r} is not supported (rgb8 or bgr8)")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if step < 3 * w or data.size != h * step:
+        raise ValueError(f"image of {h}x{w} with step {step} has {data.size} bytes")
+    image = data.reshape(h, step)[:, : 3 * w].reshape(h, w, 3)
+    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)

@@ -17,6 +17,10 @@ With ``act_on_state:=true`` there is no timer: every new observation is answered
 per observation: the sim bridge's lockstep mode, or a robot driver that publishes at its own rate).
 A ``start`` on ``/robot_rl/episode_event`` resets the policy (its chunk queue), so each episode starts
 with a fresh chunk as in evaluation.
+
+Camera bundles: each camera ``<name>`` of the bundle comes on ``/robot_rl/camera/<name>/image_raw``
+(sensor_msgs/Image, rgb8/bgr8, the bundle's size); a step uses the latest image of every camera when
+its stamp is within ``max_image_age_s`` of the state's stamp, and publishes nothing otherwise.
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ require("rclpy", "the policy node")
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
 
-from robot_rl.real.conversions import joint_state_vector  # noqa: E402
+from robot_rl.real.conversions import joint_state_vector, msg_to_image  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
     EPISODE_EVENT_TOPIC,
     ConfigError,
@@ -51,7 +55,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
 
 class PolicyNode(Node):
     """Parameters: bundle (required), device, control_hz (0 = the bundle's rate), max_obs_age_s,
-    state_topic, joint_names, report_every_s, act_on_state."""
+    state_topic, joint_names, report_every_s, act_on_state, max_image_age_s."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_policy")
@@ -81,14 +85,17 @@ class PolicyNode(Node):
             raise ConfigError(
                 f"{len(self.joint_names)} joint_names for a bundle whose state has {self.state_dim} dims"
             )
-        if meta["obs_spec"].get("cameras"):
-            raise ConfigError(
-                "camera observations are not supported by the policy node yet (state-only bundles)"
-            )
+        # camera -> (H, W, 3) the bundle was trained on; images come on /robot_rl/camera/<name>/image_raw
+        self.cameras = {cam: tuple(shape) for cam, shape in meta["obs_spec"].get("cameras", {}).items()}
+        self.max_image_age = positive(
+            "max_image_age_s",
+            declare(self, "max_image_age_s", float, 0.5, "max |state stamp - image stamp|, s"),
+        )
         self.action_dim = int(meta["action_spec"]["dim"])
 
         self.lock = threading.Lock()
         self.latest: JointState | None = None
+        self.images: dict[str, Image] = {}  # camera -> latest message
         self.last_used_stamp: float | None = None
         self.infer_ms: list[float] = []
         self.ages_ms: list[float] = []
@@ -114,6 +121,14 @@ class PolicyNode(Node):
         self.create_subscription(
             String, "/robot_rl/task", self._on_task, latched_qos(), callback_group=sensors
         )
+        for cam in self.cameras:
+            self.create_subscription(
+                Image,
+                f"/robot_rl/camera/{cam}/image_raw",
+                lambda msg, cam=cam: self._on_image(cam, msg),
+                sensor_qos(),
+                callback_group=sensors,
+            )
         self.action_pub = self.create_publisher(Float32MultiArray, "/robot_rl/action", command_qos(1))
         self.timing_pub = self.create_publisher(Float32, "/robot_rl/policy/inference_ms", command_qos(10))
         if not act_on_state:
@@ -128,6 +143,26 @@ class PolicyNode(Node):
     def _on_state(self, msg: JointState) -> None:
         with self.lock:
             self.latest = msg
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        with self.lock:
+            self.images[camera] = msg
+
+    def _pixels(self, state_stamp: float) -> dict[str, np.ndarray] | None:
+        """``pixels/<camera>`` arrays for the bundle's cameras, each from the latest image within
+        ``max_image_age_s`` of the state's stamp; None when one is missing or too far off."""
+        out = {}
+        with self.lock:
+            images = dict(self.images)
+        for cam, shape in self.cameras.items():
+            msg = images.get(cam)
+            if msg is None or abs(state_stamp - stamp_to_s(msg.header.stamp)) > self.max_image_age:
+                return None
+            image = msg_to_image(msg)  # ValueError on a bad encoding/size: fatal, below
+            if image.shape != shape:
+                raise ValueError(f"camera {cam!r} sends {image.shape} images; the bundle expects {shape}")
+            out[f"pixels/{cam}"] = image
+        return out
 
     def _on_state_and_act(self, msg: JointState) -> None:
         self._on_state(msg)
@@ -161,15 +196,18 @@ class PolicyNode(Node):
             return
         try:
             state = self._state(msg)
-        except KeyError as err:
+            pixels = self._pixels(stamp) if self.cameras else {}
+        except (KeyError, ValueError) as err:
             if self.fatal is None:
                 self.fatal = str(err).strip("'\"")
                 self.get_logger().error(f"observation does not match the bundle: {self.fatal}")
             return
+        if pixels is None:
+            self.stale += 1  # no image close enough to this state yet: no action, the mux decides
+            return
         self.last_used_stamp = stamp
-        action = np.asarray(self.policy.act({"state": state.astype(np.float32)}), dtype=np.float32).reshape(
-            -1
-        )
+        obs = {"state": state.astype(np.float32), **pixels}
+        action = np.asarray(self.policy.act(obs), dtype=np.float32).reshape(-1)
         self.action_pub.publish(Float32MultiArray(data=action.tolist()))
         dt = time.monotonic() - t0
         self.steps += 1

@@ -8,7 +8,10 @@ local), ``/robot_rl/episode_event`` (std_msgs/Header, transient local: ``frame_i
 ``terminated`` or ``truncated``, ``stamp`` the stamp of the episode's first / last observation; the
 recorder cuts episodes on it) and ``/clock`` (sim time = steps x control period). Accepts the
 command topic a ros2_control robot accepts, chosen by ``command_type`` (same names and scaling as the
-command mux); offers ``/robot_rl/reset`` (Trigger).
+command mux); offers ``/robot_rl/reset`` (Trigger). With ``cameras`` set it also publishes
+``/robot_rl/camera/<name>/image_raw`` (sensor_msgs/Image, rgb8, ``image_size`` square) every
+``control_hz / camera_hz`` steps and at each episode start, stamped with the stamp of the observation
+it was rendered at (so a policy pairs image and state by stamp).
 
 Steps in real time at ``control_hz`` with the latest command; without a command yet (or after a
 reset) it sends the neutral action (no motion, gripper unchanged). With ``lockstep:=true`` it steps
@@ -37,13 +40,13 @@ from rclpy.clock import Clock as RosClock  # noqa: E402
 from rclpy.clock import ClockType  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float32, Float64MultiArray, Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from robot_rl.real.command_mux import COMMAND_TYPES, DEFAULT_TOPICS, _broadcast  # noqa: E402
-from robot_rl.real.conversions import twist_to_delta, unscale_command  # noqa: E402
+from robot_rl.real.conversions import image_to_msg, twist_to_delta, unscale_command  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
     EPISODE_EVENT_TOPIC,
     ConfigError,
@@ -63,7 +66,8 @@ def _stamp(t: float) -> Time:
 
 class SimBridgeNode(Node):
     """Parameters: task, control_hz, seed, command_type, command_topic, command_scale, command_offset,
-    ee_scale (twist), auto_reset, terminate_on_success, publish_clock, lockstep, lockstep_timeout_s."""
+    ee_scale (twist), auto_reset, terminate_on_success, publish_clock, lockstep, lockstep_timeout_s,
+    cameras, image_size, camera_hz."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_sim_bridge")
@@ -87,6 +91,12 @@ class SimBridgeNode(Node):
             declare(self, "lockstep_timeout_s", float, 0.5, "lockstep: step anyway after this long, s"),
         )
         self.ee_scale = positive("ee_scale", declare(self, "ee_scale", float, 0.04, "m per unit (twist)"))
+        self.cameras = declare(self, "cameras", str, [], "cameras to publish (front, wrist)", True)
+        self.image_size = declare(self, "image_size", int, 84, "camera image height = width, pixels")
+        camera_hz = positive("camera_hz", declare(self, "camera_hz", float, 5.0, "camera rate, Hz"))
+        if self.image_size < 8:
+            raise ConfigError(f"parameter 'image_size' must be >= 8, got {self.image_size}")
+        self.camera_every = max(1, round(self.control_hz / camera_hz))  # steps between images
         try:
             import gymnasium as gym
 
@@ -98,6 +108,12 @@ class SimBridgeNode(Node):
                 f"cannot make task {task!r}: {str(err).splitlines()[0] if str(err) else err!r}"
             ) from err
         from robot_rl.sim.arm import ARM_JOINTS, FINGER_JOINTS
+        from robot_rl.sim.base import CAMERAS
+
+        for cam in self.cameras:
+            choice("cameras", cam, CAMERAS)
+        if self.cameras and not hasattr(self.env, "render_camera"):
+            raise ConfigError(f"task {task!r} cannot render cameras over ROS")
 
         self.joint_names = [*ARM_JOINTS, *FINGER_JOINTS]
         self.dim = int(self.env.action_space.shape[0])
@@ -127,6 +143,11 @@ class SimBridgeNode(Node):
         self.reward_pub = self.create_publisher(Float32, "/robot_rl/reward", command_qos(10))
         self.task_pub = self.create_publisher(String, "/robot_rl/task", latched_qos())
         self.event_pub = self.create_publisher(Header, EPISODE_EVENT_TOPIC, latched_qos())
+        self.image_pubs = {
+            cam: self.create_publisher(Image, f"/robot_rl/camera/{cam}/image_raw", command_qos(2))
+            for cam in self.cameras
+        }
+        self.episode_steps = 0
         self.clock_pub = (
             self.create_publisher(Clock, "/clock", command_qos(10)) if self.publish_clock else None
         )
@@ -146,11 +167,16 @@ class SimBridgeNode(Node):
 
     def _reset(self) -> None:
         self.obs, self.info = self.env.reset(seed=self.seed)
+        self.episode_steps = 0
         self.seed += 1
         self.done = False
         # neutral: no motion on the delta dims, the gripper as the reset left it
         self.command = np.zeros(self.dim)
         self.command[-1] = float(self.env._initial_gripper())
+
+    def close(self) -> None:
+        """Free the simulator (and its GL renderers, in the thread that made them) before shutdown."""
+        self.env.close()
 
     def _on_command(self, msg) -> None:
         if self.command_type == "twist":
@@ -212,6 +238,7 @@ class SimBridgeNode(Node):
         self.obs, reward, terminated, truncated, self.info = self.env.step(self.command)
         self.last_step_wall = time.monotonic()
         self.steps += 1
+        self.episode_steps += 1
         self.sim_time += 1.0 / self.control_hz
         self.done = bool(terminated or truncated)
         stamp = self._publish_state(float(reward), bool(self.info.get("is_success", False)))
@@ -252,11 +279,17 @@ class SimBridgeNode(Node):
         self.tcp_pub.publish(tcp)
         self.success_pub.publish(Bool(data=success))
         self.reward_pub.publish(Float32(data=reward))
+        if self.image_pubs and self.episode_steps % self.camera_every == 0:
+            for cam, pub in self.image_pubs.items():
+                img = image_to_msg(self.env.render_camera(cam, self.image_size, self.image_size), Image())
+                img.header.stamp, img.header.frame_id = stamp, f"{cam}_camera"
+                pub.publish(img)
         return stamp
 
 
 def main() -> None:
-    run_node("sim_bridge", SimBridgeNode)
+    # one thread: the camera renderer's GL context belongs to the thread that created it (EGL)
+    run_node("sim_bridge", SimBridgeNode, threads=0)
 
 
 if __name__ == "__main__":

@@ -363,11 +363,12 @@ class ManipulationEnv(gym.Env, abc.ABC):
             obs["state"] = self._state_vector()
         if self.obs_mode != "state":
             for cam in self.cameras:
-                obs[f"pixels/{cam}"] = self._render_camera(cam, self.image_size, self.image_size)
+                obs[f"pixels/{cam}"] = self.render_camera(cam, self.image_size, self.image_size)
         return obs
 
     # --- rendering -------------------------------------------------------------------------------
-    def _render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
+    def render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
+        """RGB image ``(height, width, 3)`` uint8 of ``camera`` (``front`` | ``wrist``) now."""
         r = self._renderers.get((height, width))
         if r is None:
             r = self._renderers[(height, width)] = mujoco.Renderer(self.model, height, width)
@@ -377,7 +378,7 @@ class ManipulationEnv(gym.Env, abc.ABC):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        return self._render_camera("front", *self.render_size)
+        return self.render_camera("front", *self.render_size)
 
     def close(self) -> None:
         for r in self._renderers.values():
