@@ -62,7 +62,8 @@ class NodeSpec:
         if self.namespace:
             cmd += ["-r", f"__ns:={self.namespace}"]
         for key, value in self.params.items():
-            cmd += ["-p", f"{key}:={value}"]
+            # an empty value is the empty string (as in ros2 launch); bare `key:=` does not parse in rcl
+            cmd += ["-p", f"{key}:={value if value != '' else repr('')}"]
         for src, dst in self.remaps:
             cmd += ["-r", f"{src}:={dst}"]
         return cmd
