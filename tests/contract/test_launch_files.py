@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from robot_rl.cli.launch import parse_launch_file
 
