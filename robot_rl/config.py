@@ -166,6 +166,7 @@ class TrainConfig:
     policy: Any = None  # a PolicyConfig subclass chosen by ``policy=<name>``
     algo: Any = None  # an AlgoConfig subclass chosen by ``algo=<name>``
     reward: Any = None  # a RewardConfig subclass chosen by ``reward=<name>``
+    teleop: Any = None  # a TeleopConfig subclass chosen by ``teleop=<name>``: interventions (HIL); None = off
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
     base: ImitationConfig = field(default_factory=ImitationConfig)
@@ -190,6 +191,10 @@ class TrainConfig:
         ):
             check(value is not None, f"{group} is not set; choose one of: {', '.join(registry.names())}")
             check_choice(f"{group}.name", value.name, tuple(registry.names()))
+        if self.teleop is not None:
+            from robot_rl.teleop import TELEOP
+
+            check_choice("teleop.name", self.teleop.name, tuple(TELEOP.names()))
         chunk = getattr(self.policy, "chunk_size", 1)
         check(
             chunk <= self.task.horizon,

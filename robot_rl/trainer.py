@@ -43,10 +43,11 @@ from robot_rl.core.types import PIXELS_PREFIX, STATE_KEY, ActionSpec, ObsSpec
 from robot_rl.data.demos import ChunkDataset, Episode, load_demos
 from robot_rl.deploy.bundle import load_policy
 from robot_rl.envs import expert_action
-from robot_rl.envs.wrappers import BASE_ACTION_KEY
+from robot_rl.envs.wrappers import BASE_ACTION_KEY, InterventionWrapper
 from robot_rl.evaluation import EvalResult, evaluate
 from robot_rl.policies import POLICIES
 from robot_rl.rewards import REWARDS
+from robot_rl.teleop import TELEOP
 
 # config fields a resumed run may change; anything else must match the checkpoint's config
 RESUMABLE_OVERRIDES = ("resume", "run_dir", "logger", "train", "eval")
@@ -267,6 +268,12 @@ class Trainer:
             self.algo = self.algo_cls(
                 cfg.algo, self.obs_spec, self.action_spec, base_policy=self.policy, device=self.device
             )
+        if cfg.teleop is not None and not getattr(self.algo_cls, "learns_executed_actions", False):
+            learners = [n for n in ALGOS.names() if getattr(ALGOS.get(n), "learns_executed_actions", False)]
+            raise ConfigError(
+                f"teleop={cfg.teleop.name} stores the executed (human) action as the agent's action; "
+                f"algo={cfg.algo.name} acts in another space. Use algo={'|'.join(learners)}"
+            )
         self.phase = "imitation" if not cfg.base.bundle else ("online" if self.online else "done")
         self.step = 0  # imitation updates
         self.env_step = 0
@@ -343,7 +350,10 @@ class Trainer:
         )
         self.online_buffer = make(cfg.buffer_capacity)
         demos = self.demos or []
-        self.prior_buffer = make(max(sum(len(e.actions) for e in demos), cfg.n_step, 1))
+        # HIL-SERL: intervention steps join the demos in the prior buffer, which grows like the online one
+        hil_prior = self.cfg.teleop is not None and self.cfg.teleop.into_prior
+        demo_steps = sum(len(e.actions) for e in demos)
+        self.prior_buffer = make(max(demo_steps + (cfg.buffer_capacity if hil_prior else 0), cfg.n_step, 1))
         for ep in demos:
             if ep.final_state is None:
                 raise ConfigError("demonstrations without a final observation cannot fill a replay buffer")
@@ -540,6 +550,9 @@ class Trainer:
         assert self.online_buffer is not None and self.prior_buffer is not None
         sampler = MixedSampler(self.online_buffer, self.prior_buffer, acfg.prior_fraction)
         env = self._make_online_env()
+        if cfg.teleop is not None:
+            env = InterventionWrapper(env, TELEOP.build(cfg.teleop.name, cfg.teleop))
+            env.episode = self.episode  # the device's schedule (e.g. decaying interventions) resumes too
         total = cfg.train.env_steps
         bar = tqdm(
             total=total,
@@ -562,14 +575,38 @@ class Trainer:
                     self.save_checkpoint()
                     return False
                 obs, _ = env.reset(seed=cfg.seed * 1_000_003 + self.episode)
-                ep_return, ep_success, done = 0.0, False, False
+                ep_return, ep_success, done, episode_start = 0.0, False, False, self.env_step
+                bursts: list[list[tuple]] = []  # intervention steps of this episode, per burst
                 while not done:
                     if self.env_step < acfg.warmup_env_steps:
                         action = algo.warmup_action(obs, self.rng)
                     else:
                         action = algo.act(obs, deterministic=False)
                     next_obs, reward, terminated, truncated, info = env.step(action)
-                    self.online_buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
+                    if info.get("rerecord", False):  # the human discards this episode: nothing is kept
+                        discarded = self.online_buffer.discard_open_episode()
+                        self.env_step += 1  # the robot did move; the budget counts it
+                        bar.update(1)
+                        logger.log({"train/rerecorded_steps": float(discarded + 1)}, step=self.env_step)
+                        bursts = []
+                        break
+                    # the executed action: the human's while they intervene (stored as the agent's action)
+                    executed = np.asarray(info.get("executed_action", action), dtype=np.float32)
+                    intervening = bool(info.get("is_intervention", False))
+                    self.online_buffer.add(
+                        obs,
+                        executed,
+                        float(reward),
+                        next_obs,
+                        terminated,
+                        truncated,
+                        is_intervention=intervening,
+                    )
+                    if intervening:
+                        if not bursts or info["intervention_id"] != bursts[-1][-1][-1]:
+                            bursts.append([])
+                        step = (obs, executed, float(reward), next_obs, terminated, truncated)
+                        bursts[-1].append((*step, info["intervention_id"]))
                     obs = next_obs
                     ep_return += float(reward)
                     ep_success = ep_success or bool(info.get("is_success", False))
@@ -596,10 +633,21 @@ class Trainer:
                         self.online_buffer.end_episode()  # budget spent mid-episode: close as a time limit
                         done = True
                 self.episode += 1
-                logger.log(
-                    {"train/episode_return": ep_return, "train/episode_success": float(ep_success)},
-                    step=self.env_step,
-                )
+                episode_metrics = {
+                    "train/episode_return": ep_return,
+                    "train/episode_success": float(ep_success),
+                }
+                if cfg.teleop is not None:
+                    if cfg.teleop.into_prior:
+                        for burst in bursts:
+                            self._add_burst_to_prior(burst)
+                    if "interventions" in info and not info["rerecord"]:  # not on re-recorded/budget-cut ones
+                        episode_metrics["train/interventions"] = float(info["interventions"])
+                        episode_metrics["train/intervention_steps"] = float(info["intervention_steps"])
+                        episode_metrics["train/intervention_rate"] = info["intervention_steps"] / max(
+                            self.env_step - episode_start, 1
+                        )
+                logger.log(episode_metrics, step=self.env_step)
                 if self.env_step // cfg.train.checkpoint_every > self._last_checkpoint_bucket:
                     self._last_checkpoint_bucket = self.env_step // cfg.train.checkpoint_every
                     self.save_checkpoint()
@@ -607,6 +655,24 @@ class Trainer:
             bar.close()
             env.close()
         return True
+
+    def _add_burst_to_prior(self, burst: list[tuple]) -> None:
+        """One intervention burst into the prior buffer as its own segment (is_intervention): n-step
+        returns stay inside the burst, which bootstraps at its end unless the episode terminated there."""
+        assert self.prior_buffer is not None
+        obs, actions, rewards, next_obs, terminated, _, _ = zip(*burst, strict=True)
+        keys = self.prior_buffer.obs_shapes
+        term = np.zeros(len(burst), bool)
+        term[-1] = terminated[-1]
+        self.prior_buffer.add_episode(
+            {k: np.stack([o[k] for o in obs]) for k in keys},
+            np.stack(actions),
+            np.asarray(rewards, np.float32),
+            {k: np.stack([o[k] for o in next_obs]) for k in keys},
+            terminated=term,
+            truncated=~term & (np.arange(len(burst)) == len(burst) - 1),
+            is_intervention=True,
+        )
 
     def _offline_pretraining(self, logger: MetricLogger) -> None:
         """``algo.offline_updates`` updates on the prior (demo) buffer alone, before any env step; an

@@ -208,6 +208,11 @@ class ManipulationEnv(gym.Env, abc.ABC):
     def _dense_reward(self) -> float:
         """Shaped reward for ``reward_type="dense"``."""
 
+    def task_progress(self) -> float:
+        """How far the task is along now (the shaped reward, higher is better); the simulated human's
+        "no progress" signal, available whatever ``reward_type`` the env uses."""
+        return float(self._dense_reward())
+
     @abc.abstractmethod
     def expert_action(self, noise: float = 0.0, hesitation: float = 0.0) -> np.ndarray:
         """The scripted expert's next normalized action (see robot_rl.sim.expert)."""

@@ -96,6 +96,10 @@ class SAC(StatefulModules):
 
     # --- environment side ---
 
+    # learns from the executed action in the env's own action space, so a teleop intervention's
+    # action can be stored as is (the trainer checks this before wrapping the env for teleop)
+    learns_executed_actions = True
+
     @classmethod
     def wrap_env(cls, env: gym.Env, base_policy: Any = None) -> gym.Env:
         return env

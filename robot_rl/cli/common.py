@@ -35,12 +35,13 @@ def register_schemas() -> None:
     from robot_rl.config import LoggerConfig, TaskConfig, TrainConfig
     from robot_rl.policies import POLICIES
     from robot_rl.rewards import REWARDS
+    from robot_rl.teleop import TELEOP
 
     cs = ConfigStore.instance()
     cs.store(name="schema_train", node=_writable(TrainConfig))
     cs.store(group="schema/task", name="task", node=_writable(TaskConfig))
     cs.store(group="schema/logger", name="logger", node=_writable(LoggerConfig))
-    for group, registry in (("policy", POLICIES), ("algo", ALGOS), ("reward", REWARDS)):
+    for group, registry in (("policy", POLICIES), ("algo", ALGOS), ("reward", REWARDS), ("teleop", TELEOP)):
         for name in registry.names():
             cs.store(group=f"schema/{group}", name=name, node=_writable(registry.config_cls(name)))
 
@@ -159,5 +160,7 @@ def compose(config_name: str, overrides: dict[str, Any]) -> Any:
     register_schemas()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = hydra_compose(config_name, overrides=[f"{k}={v}" for k, v in overrides.items()])
+        # "~group" (any value) deletes a group from the defaults, as on the command line
+        argv = [k if k.startswith("~") else f"{k}={v}" for k, v in overrides.items()]
+        cfg = hydra_compose(config_name, overrides=argv)
     return to_dataclass(cfg)

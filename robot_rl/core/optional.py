@@ -19,6 +19,9 @@ EXTRA_FOR_MODULE = {
     "torchvision": "vlm",
     "gymnasium_robotics": "bench",
     "hypothesis": "dev",
+    "pynput": "teleop",
+    "pygame": "teleop",
+    "pyspacemouse": "teleop",
 }
 
 

@@ -103,6 +103,7 @@ class ReplayBuffer:
         }
         self._cursor = self._size = self._num_ready = self._next_episode = 0
         self._open_start, self._open_len = 0, 0
+        self._size_at_open = 0  # steps stored before the open episode began (to undo it exactly)
         self._pending: list[int] = []  # slots of the open episode whose n-step view is not yet known
         self._open_rewards: list[float] = []
 
@@ -160,7 +161,7 @@ class ReplayBuffer:
         a["terminated"][i], a["truncated"][i] = bool(terminated), bool(truncated)
         a["is_demo"][i], a["is_intervention"][i] = bool(is_demo), bool(is_intervention)
         if self._open_len == 0:
-            self._open_start = i
+            self._open_start, self._size_at_open = i, self._size
         a["episode_id"][i], a["step"][i] = self._next_episode, self._open_len
         self._open_len += 1
         self._open_rewards.append(float(reward))
@@ -183,6 +184,20 @@ class ReplayBuffer:
         """Close the open episode as a truncation (bootstraps from its last ``next_obs``); no-op if none."""
         if self._open_len:
             self._close(terminated=False)
+
+    def discard_open_episode(self) -> int:
+        """Drop the steps of the open episode (a re-recorded teleop episode); returns how many. Its
+        slots become free again; data it overwrote when the ring was full stays lost."""
+        n = self._open_len
+        if n:
+            slots = (self._open_start + np.arange(n)) % self.capacity
+            self._claim(slots)
+            self._a["episode_id"][slots] = -1
+            self._cursor = self._open_start
+            if self._size_at_open + n <= self.capacity:  # it overwrote nothing: the ring shrinks back
+                self._size = self._size_at_open
+            self._pending, self._open_rewards, self._open_len = [], [], 0
+        return n
 
     def _close(self, terminated: bool) -> None:
         a, pend = self._a, np.array(self._pending, dtype=np.int64)
@@ -314,6 +329,7 @@ class ReplayBuffer:
             "next_episode": self._next_episode,
             "open_start": self._open_start,
             "open_len": self._open_len,
+            "size_at_open": self._size_at_open,
             "pending": np.array(self._pending, dtype=np.int64),
             "open_rewards": np.array(self._open_rewards, dtype=np.float64),
         }
@@ -343,6 +359,7 @@ class ReplayBuffer:
         self._cursor, self._size = int(state["cursor"]), n
         self._num_ready, self._next_episode = int(state["num_ready"]), int(state["next_episode"])
         self._open_start, self._open_len = int(state["open_start"]), int(state["open_len"])
+        self._size_at_open = int(state.get("size_at_open", max(int(state["size"]) - self._open_len, 0)))
         self._pending = [int(i) for i in np.asarray(state["pending"]).reshape(-1)]
         self._open_rewards = [float(r) for r in np.asarray(state["open_rewards"]).reshape(-1)]
 

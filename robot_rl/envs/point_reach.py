@@ -100,6 +100,10 @@ class PointReachEnv(gym.Env):
         truncated = self._t >= self.horizon and not terminated
         return self._obs(), reward, terminated, truncated, {"is_success": success, "task": self.task}
 
+    def task_progress(self) -> float:
+        """Minus the distance to the goal (m): the simulated human's progress signal."""
+        return float(-np.linalg.norm(self._pos - self._goal))
+
     def expert_action(self, noise: float = 0.0, hesitation: float = 0.0) -> np.ndarray:
         """Move straight to the goal; ``noise`` is the std of added Gaussian noise, ``hesitation``
         the per-step probability of a zero action."""

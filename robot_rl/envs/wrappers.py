@@ -34,3 +34,62 @@ class BaseActionWrapper(gym.ObservationWrapper):
     def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         action = np.asarray(self.base_policy.act(observation), dtype=np.float32)
         return {**observation, BASE_ACTION_KEY: np.clip(action, -1.0, 1.0)}
+
+
+class InterventionWrapper(gym.Wrapper):
+    """Human-in-the-loop: a teleop device may replace the agent's action (HIL-SERL, ALGORITHMS §9).
+
+    Each ``step(action)`` asks the device for a command; while it takes over, the environment executes
+    the device's action instead. ``info`` gains ``executed_action`` (what the robot did: store this,
+    not the agent's proposal), ``is_intervention``, ``intervention_id`` (the burst index within the
+    episode, −1 when the agent acted), ``teleop_events`` and ``rerecord``. A ``success``/``failure``
+    /``end`` event ends the episode (``truncated``; ``success`` also sets ``is_success``); ``rerecord``
+    ends it and asks the caller to discard it. Per episode, ``info`` at the last step carries
+    ``interventions`` (bursts) and ``intervention_steps``.
+    """
+
+    def __init__(self, env: gym.Env, device: Any):
+        super().__init__(env)
+        self.device = device
+        self.episode = 0
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self.device.reset(self.env.unwrapped, self.episode)
+        self.episode += 1
+        self._obs, self._bursts, self._steps, self._in_burst = obs, 0, 0, False
+        return obs, info
+
+    def step(self, action: Any):
+        from robot_rl.teleop.base import END, FAILURE, RERECORD, SUCCESS
+
+        cmd = self.device.command(self._obs, np.asarray(action, dtype=np.float32))
+        if cmd.takeover:
+            executed = np.asarray(cmd.action, dtype=np.float32)
+            if not self._in_burst:
+                self._bursts += 1
+            self._steps += 1
+        else:
+            executed = np.asarray(action, dtype=np.float32)
+        self._in_burst = cmd.takeover
+        obs, reward, terminated, truncated, info = self.env.step(executed)
+        info = dict(info)
+        info.update(
+            executed_action=executed,
+            is_intervention=bool(cmd.takeover),
+            intervention_id=self._bursts - 1 if cmd.takeover else -1,
+            teleop_events=sorted(cmd.events),
+            rerecord=RERECORD in cmd.events,
+        )
+        if SUCCESS in cmd.events:
+            info["is_success"] = True
+        if cmd.events & {SUCCESS, FAILURE, END, RERECORD} and not terminated:
+            truncated = True
+        if terminated or truncated:
+            info.update(interventions=self._bursts, intervention_steps=self._steps)
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.device.close()
+        super().close()
