@@ -55,7 +55,6 @@ class SimulatedHuman(TeleopDevice):
 
     def __init__(self, cfg: SimulatedHumanConfig):
         self.cfg = cfg
-        self.rng = np.random.default_rng(cfg.seed)
         self.env: Any = None
 
     def reset(self, env: Any, episode: int) -> None:
@@ -64,6 +63,8 @@ class SimulatedHuman(TeleopDevice):
                 raise TypeError(f"the simulated human needs env.{attr}(); {type(env).__name__} has none")
         c = self.cfg
         self.env = env
+        # one stream per episode: a resumed run draws the same bursts as an uninterrupted one
+        self.rng = np.random.default_rng([c.seed, episode])
         self.t = 0
         self.burst_left = 0
         self.cooldown = 0
