@@ -1,4 +1,4 @@
-"""Every registered algorithm, policy, task and reward model obeys its contract."""
+"""Every registered algorithm, policy, task, reward model and teleop device obeys its contract."""
 
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from robot_rl.cli.common import config_dir, group_options
 from robot_rl.envs import ENV_IDS, TASKS
 from robot_rl.policies import POLICIES
 from robot_rl.rewards import REWARDS
+from robot_rl.teleop import TELEOP
 
 pytestmark = pytest.mark.unit
 
@@ -17,7 +18,9 @@ def _trainable_policies() -> list[str]:
     return [n for n in POLICIES.names() if getattr(POLICIES.get(n), "trainable_base", True)]
 
 
-@pytest.mark.parametrize(("group", "registry"), [("algo", ALGOS), ("policy", POLICIES), ("reward", REWARDS)])
+@pytest.mark.parametrize(
+    ("group", "registry"), [("algo", ALGOS), ("policy", POLICIES), ("reward", REWARDS), ("teleop", TELEOP)]
+)
 def test_name_equals_module_equals_config_option(group, registry):
     names = _trainable_policies() if group == "policy" else registry.names()
     assert names == group_options(group)
