@@ -135,8 +135,24 @@ class LoopConfig:
     log_every: int = 100  # updates (imitation) / env steps (online) between metric lines
     checkpoint_every: int = 1000  # updates (imitation) / env steps (online, at episode ends)
     keep_checkpoints: int = 2
+    # actor/learner split (docs/hil.md): "local" = one process; "learner" serves on `address` and
+    # trains; "actor" acts (with teleop, if set) and streams episodes to the learner
+    role: str = "local"
+    address: str = "127.0.0.1:50051"
+    authkey: str = "robot_rl"  # shared secret of the link (HMAC handshake); set your own off loopback
+    weights_every: int = 50  # learner updates between weight publications
+    actor_queue: int = 64  # episodes the actor keeps in memory; older unacknowledged ones live on disk only
+    actor_hz: float = 0.0  # actor steps per second (a robot's control rate); 0 = as fast as it can
 
     def __post_init__(self) -> None:
+        check_choice("train.role", self.role, ("local", "learner", "actor"))
+        check(
+            self.address.rpartition(":")[2].isdigit(),
+            f"train.address must be host:port, got {self.address!r}",
+        )
+        check_positive("train.weights_every", self.weights_every)
+        check_positive("train.actor_queue", self.actor_queue)
+        check_positive("train.actor_hz", self.actor_hz, allow_zero=True)
         check_positive("train.env_steps", self.env_steps, allow_zero=True)
         check_positive("train.eval_every", self.eval_every)
         check_positive("train.eval_episodes", self.eval_episodes)

@@ -285,6 +285,7 @@ class Trainer:
         self.wandb_run_id: str | None = None
         self.history: list[dict[str, float]] = []  # online evaluations: env_step, success_rate
         self._last_checkpoint_bucket = 0
+        self.received_seq = -1  # learner role: the last actor episode in this state (train.role=learner)
         if cfg.resume:
             self._restore()
 
@@ -387,6 +388,7 @@ class Trainer:
             "env_step": self.env_step,
             "episode": self.episode,
             "history": self.history,
+            "received_seq": self.received_seq,
             "wandb_run_id": self.wandb_run_id,
             "config": config_to_json(self.cfg),
         }
@@ -418,6 +420,7 @@ class Trainer:
         if diff:
             raise ConfigError(f"cannot resume with a different config: {diff}")
         self.phase = state["phase"]
+        self.received_seq = int(state.get("received_seq", -1))
         self.imitation.load_state_dict(state["imitation"])
         if "demos" in state:
             self.demos = [Episode(**ep) for ep in state["demos"]]
@@ -476,6 +479,11 @@ class Trainer:
                 if not self._imitation_phase(logger, until_step):
                     return RunSummary(self.run_dir, self.step, finished=False)
                 self.phase = "online" if self.online else "done"
+            if self.phase == "online" and cfg.train.role == "learner":
+                from robot_rl.actor_learner import learner_phase
+
+                learner_phase(self, logger)
+                self.phase = "done"
             if self.phase == "online":
                 if not self._online_phase(logger, until_env_step):
                     return RunSummary(self.run_dir, self.step, finished=False, env_steps=self.env_step)
@@ -562,7 +570,7 @@ class Trainer:
         )
         if acfg.offline_updates and self.env_step == 0 and algo.updates == 0:
             self._offline_pretraining(logger)
-        t0, start_step, start_updates = time.perf_counter(), self.env_step, algo.updates
+        timing = (time.perf_counter(), self.env_step, algo.updates)
         try:
             # Evaluations and checkpoints happen between episodes: the frozen base's chunk queue is
             # shared by the training and evaluation environments, and resets at every episode start.
@@ -592,62 +600,20 @@ class Trainer:
                         break
                     # the executed action: the human's while they intervene (stored as the agent's action)
                     executed = np.asarray(info.get("executed_action", action), dtype=np.float32)
-                    intervening = bool(info.get("is_intervention", False))
-                    self.online_buffer.add(
-                        obs,
-                        executed,
-                        float(reward),
-                        next_obs,
-                        terminated,
-                        truncated,
-                        is_intervention=intervening,
+                    self._store_step(
+                        obs, executed, float(reward), next_obs, terminated, truncated, info, bursts
                     )
-                    if intervening:
-                        if not bursts or info["intervention_id"] != bursts[-1][-1][-1]:
-                            bursts.append([])
-                        step = (obs, executed, float(reward), next_obs, terminated, truncated)
-                        bursts[-1].append((*step, info["intervention_id"]))
                     obs = next_obs
                     ep_return += float(reward)
                     ep_success = ep_success or bool(info.get("is_success", False))
                     done = terminated or truncated
                     self.env_step += 1
                     bar.update(1)
-                    if self.env_step == acfg.warmup_env_steps:
-                        if not self.prior_buffer.num_sampleable:  # no demos: statistics from warm-up data
-                            algo.fit_normalizer(
-                                self.online_buffer.state_dict()["obs"][STATE_KEY][: self.env_step]
-                            )
-                        self._critic_warmup(sampler, logger)
-                    if self.env_step > acfg.warmup_env_steps:
-                        for g, batch in enumerate(
-                            sampler.sample_utd(acfg.batch_size, acfg.utd, self.rng, self.device)
-                        ):
-                            metrics = algo.update(batch, update_actor=g == acfg.utd - 1)
-                        if self.env_step % cfg.train.log_every == 0:
-                            elapsed = max(time.perf_counter() - t0, 1e-9)
-                            metrics["timing/env_steps_per_s"] = (self.env_step - start_step) / elapsed
-                            metrics["timing/updates_per_s"] = (algo.updates - start_updates) / elapsed
-                            logger.log(metrics, step=self.env_step)
+                    self._learn_after_env_step(sampler, logger, timing)
                     if self.env_step >= total and not done:
                         self.online_buffer.end_episode()  # budget spent mid-episode: close as a time limit
                         done = True
-                self.episode += 1
-                episode_metrics = {
-                    "train/episode_return": ep_return,
-                    "train/episode_success": float(ep_success),
-                }
-                if cfg.teleop is not None:
-                    if cfg.teleop.into_prior:
-                        for burst in bursts:
-                            self._add_burst_to_prior(burst)
-                    if "interventions" in info and not info["rerecord"]:  # not on re-recorded/budget-cut ones
-                        episode_metrics["train/interventions"] = float(info["interventions"])
-                        episode_metrics["train/intervention_steps"] = float(info["intervention_steps"])
-                        episode_metrics["train/intervention_rate"] = info["intervention_steps"] / max(
-                            self.env_step - episode_start, 1
-                        )
-                logger.log(episode_metrics, step=self.env_step)
+                self._end_episode(logger, ep_return, ep_success, info, bursts, self.env_step - episode_start)
                 if self.env_step // cfg.train.checkpoint_every > self._last_checkpoint_bucket:
                     self._last_checkpoint_bucket = self.env_step // cfg.train.checkpoint_every
                     self.save_checkpoint()
@@ -655,6 +621,71 @@ class Trainer:
             bar.close()
             env.close()
         return True
+
+    def _store_step(
+        self,
+        obs: dict[str, np.ndarray],
+        executed: np.ndarray,
+        reward: float,
+        next_obs: dict[str, np.ndarray],
+        terminated: bool,
+        truncated: bool,
+        info: dict[str, Any],
+        bursts: list[list[tuple]],
+    ) -> None:
+        """One env step into the online buffer; an intervention step is also kept for the prior buffer
+        (``bursts``: this episode's intervention steps per burst, added at the episode end)."""
+        assert self.online_buffer is not None
+        intervening = bool(info.get("is_intervention", False))
+        self.online_buffer.add(
+            obs, executed, reward, next_obs, terminated, truncated, is_intervention=intervening
+        )
+        if intervening:
+            burst_id = int(info["intervention_id"])
+            if not bursts or burst_id != bursts[-1][-1][-1]:
+                bursts.append([])
+            bursts[-1].append((obs, executed, reward, next_obs, terminated, truncated, burst_id))
+
+    def _learn_after_env_step(self, sampler: MixedSampler, logger: MetricLogger, timing: tuple) -> None:
+        """What follows each env step: the critic warm-up when the env warm-up ends, then ``utd``
+        updates (the actor on the last); metrics every ``log_every`` env steps."""
+        acfg, algo = self.cfg.algo, self.algo
+        assert self.online_buffer is not None and self.prior_buffer is not None
+        if self.env_step == acfg.warmup_env_steps:
+            if not self.prior_buffer.num_sampleable:  # no demos: statistics from warm-up data
+                algo.fit_normalizer(self.online_buffer.state_dict()["obs"][STATE_KEY][: self.env_step])
+            self._critic_warmup(sampler, logger)
+        if self.env_step > acfg.warmup_env_steps:
+            for g, batch in enumerate(sampler.sample_utd(acfg.batch_size, acfg.utd, self.rng, self.device)):
+                metrics = algo.update(batch, update_actor=g == acfg.utd - 1)
+            if self.env_step % self.cfg.train.log_every == 0:
+                t0, start_step, start_updates = timing
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                metrics["timing/env_steps_per_s"] = (self.env_step - start_step) / elapsed
+                metrics["timing/updates_per_s"] = (algo.updates - start_updates) / elapsed
+                logger.log(metrics, step=self.env_step)
+
+    def _end_episode(
+        self,
+        logger: MetricLogger,
+        ep_return: float,
+        ep_success: bool,
+        info: dict[str, Any],
+        bursts: list[list[tuple]],
+        length: int,
+    ) -> None:
+        """Count the episode, move its intervention bursts into the prior buffer, log its statistics."""
+        self.episode += 1
+        metrics = {"train/episode_return": ep_return, "train/episode_success": float(ep_success)}
+        if self.cfg.teleop is not None:
+            if self.cfg.teleop.into_prior:
+                for burst in bursts:
+                    self._add_burst_to_prior(burst)
+            if "interventions" in info and not info.get("rerecord"):  # not re-recorded or budget-cut
+                metrics["train/interventions"] = float(info["interventions"])
+                metrics["train/intervention_steps"] = float(info["intervention_steps"])
+                metrics["train/intervention_rate"] = info["intervention_steps"] / max(length, 1)
+        logger.log(metrics, step=self.env_step)
 
     def _add_burst_to_prior(self, burst: list[tuple]) -> None:
         """One intervention burst into the prior buffer as its own segment (is_intervention): n-step

@@ -19,6 +19,11 @@ def _run(cfg: Any) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     cfg.run_dir = run_dir
     train_cfg = to_dataclass(cfg)
+    if train_cfg.train.role == "actor":
+        from robot_rl.actor_learner import run_actor
+
+        print(f"actor: {run_actor(train_cfg)}")
+        return
     summary = Trainer(train_cfg, config_yaml=config_yaml).run()
     if summary.eval_result is not None:
         r = summary.eval_result

@@ -133,6 +133,18 @@ class StatefulModules(abc.ABC):
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
 
+    # the parts an actor process needs to act (``act``); the learner publishes only these
+    ACTING_PARTS: tuple[str, ...] = ("normalizer", "actor")
+
+    def acting_state_dict(self) -> dict[str, Any]:
+        modules = self._modules()
+        return {key: modules[key].state_dict() for key in self.ACTING_PARTS}
+
+    def load_acting_state_dict(self, state: dict[str, Any]) -> None:
+        modules = self._modules()
+        for key in self.ACTING_PARTS:
+            modules[key].load_state_dict(state[key])
+
 
 def adam(params: Any, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
     """Adam (``decoupled=False``, L2 in the gradient) or AdamW (``decoupled=True``) with the fused

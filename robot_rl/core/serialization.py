@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_bytes
 
 _TENSOR, _ARRAY, _DICT = "__tensor__", "__ndarray__", "__dict__"
 
@@ -55,6 +57,25 @@ def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(node, list):
         return [_unflatten(value, tensors) for value in node]
     return node
+
+
+def tree_to_bytes(tree: Any) -> bytes:
+    """``tree`` as one pickle-free byte string (for the actor/learner link): a 4-byte big-endian length,
+    the JSON skeleton, then the safetensors blob of its tensors."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = json.dumps(_flatten(tree, "", tensors)).encode()
+    return len(skeleton).to_bytes(4, "big") + skeleton + save_bytes(tensors)
+
+
+def tree_from_bytes(data: bytes) -> Any:
+    """Inverse of :func:`tree_to_bytes`; raises ValueError on a malformed message."""
+    try:
+        n = int.from_bytes(data[:4], "big")
+        skeleton = json.loads(data[4 : 4 + n])
+        tensors = load_bytes(bytes(data[4 + n :]))
+        return _unflatten(skeleton, tensors)
+    except Exception as err:  # json/safetensors errors, truncated data
+        raise ValueError(f"malformed state message ({len(data)} bytes): {err}") from err
 
 
 def write_atomic_bytes(path: Path, data: bytes) -> None:
