@@ -35,7 +35,7 @@ def _declared(module: str) -> set[str]:
 def test_there_are_launch_files_for_each_use():
     names = {p.name for p in LAUNCH_FILES}
     assert {"sim_in_the_loop.launch.yaml", "record_sim.launch.yaml", "real_robot.launch.yaml"} <= names
-    assert "record_only.launch.yaml" in names
+    assert {"record_only.launch.yaml", "teleop_session.launch.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)

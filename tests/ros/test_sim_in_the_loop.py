@@ -140,6 +140,12 @@ def test_commands_reach_the_sim_estop_latches_and_kill_holds(graph):
         ("robot-rl-sim-bridge", ["task:=robot_rl/Nope-v0"], "cannot make task 'robot_rl/Nope-v0'"),
         ("robot-rl-recorder", ["store:=/tmp/x", "source:=bag"], "parameter 'source' is 'bag'; allowed"),
         ("robot-rl-recorder", [], "parameter 'store' is required"),
+        ("robot-rl-teleop-node", ["device:=wand"], "parameter 'device' is 'wand'; allowed"),
+        (
+            "robot-rl-teleop-node",
+            ["device:=spacemouse"],
+            "cannot open the spacemouse: install robot-rl[teleop]",
+        ),
     ],
 )
 def test_bad_parameters_fail_at_startup_with_one_line(script, params, message):
