@@ -9,6 +9,8 @@ rendering, the NaN policy) lives here.
 from __future__ import annotations
 
 import abc
+import importlib
+import importlib.util
 import os
 import sys
 from collections import deque
@@ -41,6 +43,16 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "purple": (0.55, 0.15, 0.75),
     "orange": (0.95, 0.5, 0.05),
 }
+
+
+def _load_torch_compiler_before_gl() -> None:
+    """Import ``torch._dynamo`` (and with it triton) before the first GL context, when torch is
+    installed. torch imports triton lazily, at the first optimizer; once an EGL/Mesa context exists
+    in the process that import segfaults (found when rendering rollouts before training a model)."""
+    if importlib.util.find_spec("torch") is not None:
+        importlib.import_module("torch._dynamo")
+
+
 START_TCP = np.array([0.45, 0.0, 0.25])  # nominal start of the tool centre point (m)
 _WARNINGS = (
     int(mujoco.mjtWarning.mjWARN_BADQPOS),
@@ -376,6 +388,7 @@ class ManipulationEnv(gym.Env, abc.ABC):
         """RGB image ``(height, width, 3)`` uint8 of ``camera`` (``front`` | ``wrist``) now."""
         r = self._renderers.get((height, width))
         if r is None:
+            _load_torch_compiler_before_gl()
             r = self._renderers[(height, width)] = mujoco.Renderer(self.model, height, width)
         r.update_scene(self.data, camera)
         return r.render().copy()

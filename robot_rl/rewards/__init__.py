@@ -8,5 +8,5 @@ from robot_rl.core.registry import Registry
 
 REWARDS: Registry[type] = Registry(
     "reward model",
-    known={name: f"robot_rl.rewards.{name}" for name in ("classifier", "sim", "vlm")},
+    known={name: f"robot_rl.rewards.{name}" for name in ("classifier", "sim", "standin", "vlm")},
 )

@@ -61,6 +61,16 @@ class LiftEnv(ManipulationEnv):
     def _is_success(self) -> bool:
         return bool(self._obj_pos()[2] >= self._rest_z + self.lift_height)
 
+    def rubric_score(self) -> int:
+        """RoboReward's 1-5 rubric from the privileged state, for the reward-model stand-in (ALGORITHMS
+        §8(g)): 5 lifted (success), 4 grasped and half-way up, 3 grasped, 2 tcp within 5 cm of the
+        cube, 1 otherwise."""
+        if self._is_success():
+            return 5
+        if self._grasped():
+            return 4 if self._obj_pos()[2] >= self._rest_z + 0.5 * self.lift_height else 3
+        return 2 if np.linalg.norm(self._obj_pos() - self.arm.tcp_pos) < 0.05 else 1
+
     def _grasped(self) -> bool:
         rel = self._obj_pos() - self.arm.tcp_pos
         opening = self.arm.gripper_opening()

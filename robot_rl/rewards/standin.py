@@ -1,0 +1,394 @@
+"""``standin``: a small trained video + text reward model with RoboReward's interface (ALGORITHMS §8(g)).
+
+It stands in for the 4B/8B RoboReward VLM where none can run: frames of an episode (or its prefix) and
+the instruction in, a 1–5 rubric score out, written as ``"ANSWER: k"`` and read by the same parser as
+the ``vlm`` back-end, so swapping in the real model changes nothing upstream.
+
+Data (:func:`collect_rollouts`, :func:`make_clips`): Lift rollouts of the scripted expert with action
+noise drawn per episode (about half succeed), the front camera at 64×64, and the privileged rubric of
+every step (``LiftEnv.rubric_score``: 5 lifted, 4 grasped and half-way up, 3 grasped, 2 within 5 cm,
+1 otherwise). Each rollout gives clips labelled like RoboReward's training data:
+- the whole episode, labelled by its final step;
+- temporal clipping: prefixes ending at u·T, u ~ U(0.2, 0.9), labelled by their last step;
+- counterfactual instructions: the same clip with the object's colour swapped in the instruction
+  (that object is not in the scene: nothing was achieved), label 1.
+
+Model (:class:`StandInRewardNet`): K = 8 frames sampled uniformly with the last one always included; a
+3-layer CNN (32 channels) per frame; the mean over frames and the last frame's features; a hashed
+bag-of-words text embedding (64 buckets); an MLP to 5 logits; cross-entropy, random-shift
+augmentation. ``robot-rl-bench rewards`` trains and measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.core.errors import ConfigError
+from robot_rl.rewards import REWARDS
+from robot_rl.rewards.interface import RewardRequest, RewardResult, failed_result
+from robot_rl.rewards.vlm import progress_table, result_from_text, sample_frame_indices
+
+MODEL_FILE, META_FILE = "model.safetensors", "standin.json"
+NUM_FRAMES = 8
+TEXT_BUCKETS = 64
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")  # robot_rl.sim.base.COLOURS
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Rollout:
+    frames: np.ndarray  # uint8 [T+1, H, W, 3]: the reset observation, then one per step
+    rubric: np.ndarray  # int [T+1]: the privileged 1-5 score of each of those states
+    task: str
+    success: bool
+
+
+@dataclass
+class Clip:
+    rollout: int  # index into the rollouts
+    t_end: int  # last frame of the clip (inclusive)
+    task: str
+    label: int  # 1..5
+    kind: str  # "full" | "prefix" | "counterfactual"
+
+
+def collect_rollouts(
+    n_episodes: int, seed: int = 0, image_size: int = 64, max_noise: float = 1.2
+) -> list[Rollout]:
+    """Scripted-expert Lift rollouts with per-episode noise ~ U(0, max_noise), front camera frames."""
+    import robot_rl  # noqa: F401  (registers the ids)
+
+    env = gym.make(
+        "robot_rl/Lift-v0",
+        obs_mode="state+pixels",
+        image_size=image_size,
+        cameras=("front",),
+        terminate_on_success=True,
+    )
+    rng = np.random.default_rng(seed)
+    out = []
+    try:
+        for i in range(n_episodes):
+            noise = float(rng.uniform(0.0, max_noise))
+            obs, info = env.reset(seed=seed * 100_003 + i)
+            task_env = env.unwrapped
+            frames, rubric = [obs["pixels/front"]], [task_env.rubric_score()]
+            done = False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(task_env.expert_action(noise=noise))
+                frames.append(obs["pixels/front"])
+                rubric.append(task_env.rubric_score())
+                done = terminated or truncated
+            out.append(
+                Rollout(np.stack(frames), np.asarray(rubric), str(info["task"]), bool(info["is_success"]))
+            )
+    finally:
+        env.close()
+    return out
+
+
+def counterfactual_task(task: str, rng: np.random.Generator) -> str | None:
+    """The instruction with its colour word swapped for another colour (None if it names none)."""
+    words = task.split()
+    for i, w in enumerate(words):
+        if w in COLOURS:
+            words[i] = str(rng.choice([c for c in COLOURS if c != w]))
+            return " ".join(words)
+    return None
+
+
+def make_clips(rollouts: Sequence[Rollout], seed: int = 0, prefixes: int = 2) -> list[Clip]:
+    rng = np.random.default_rng(seed)
+    clips = []
+    for r, ro in enumerate(rollouts):
+        last = len(ro.frames) - 1
+        clips.append(Clip(r, last, ro.task, int(ro.rubric[last]), "full"))
+        for _ in range(prefixes):
+            t = max(int(rng.uniform(0.2, 0.9) * last), 1)
+            clips.append(Clip(r, t, ro.task, int(ro.rubric[t]), "prefix"))
+        wrong = counterfactual_task(ro.task, rng)
+        if wrong is not None:
+            clips.append(Clip(r, last, wrong, 1, "counterfactual"))
+    return clips
+
+
+def text_features(task: str) -> np.ndarray:
+    """Hashed bag of words: ``TEXT_BUCKETS`` counts (crc32 of each lower-cased word)."""
+    v = np.zeros(TEXT_BUCKETS, np.float32)
+    for w in task.lower().split():
+        v[zlib.crc32(w.encode()) % TEXT_BUCKETS] += 1.0
+    return v
+
+
+def clip_frames(frames: np.ndarray, t_end: int) -> np.ndarray:
+    """The K frames the model sees of ``frames[: t_end + 1]``: uniform, first and last included."""
+    idx = sample_frame_indices(t_end + 1, max_frames=NUM_FRAMES, min_frames=NUM_FRAMES)
+    return frames[idx]
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class StandInTrainConfig:
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    channels: int = 32
+    hidden: int = 128
+    shift: int = 4  # random-shift augmentation, pixels
+    seed: int = 0
+
+
+class StandInRewardNet(nn.Module):
+    """(frames uint8 [B, K, H, W, 3], text [B, 64]) -> 5 logits."""
+
+    def __init__(self, channels: int = 32, hidden: int = 128):
+        super().__init__()
+        c = channels
+        self.cnn = nn.Sequential(
+            nn.Conv2d(3, c, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.text = nn.Sequential(nn.Linear(TEXT_BUCKETS, 64), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(2 * c + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
+
+    def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        b, k = frames.shape[:2]
+        x = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
+        f = self.cnn(x).reshape(b, k, -1)
+        return self.head(torch.cat([f.mean(1), f[:, -1], self.text(text)], dim=1))
+
+
+def _batch(rollouts: Sequence[Rollout], clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
+    frames = np.stack([clip_frames(rollouts[c.rollout].frames, c.t_end) for c in clips])
+    text = np.stack([text_features(c.task) for c in clips])
+    return torch.from_numpy(frames), torch.from_numpy(text)
+
+
+def _shift(frames: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (edge padding), one offset per clip."""
+    if pad == 0:
+        return frames
+    b, k, h, w, ch = frames.shape
+    padded = torch.nn.functional.pad(
+        frames.permute(0, 1, 4, 2, 3).reshape(b, k * ch, h, w).float(), (pad,) * 4, mode="replicate"
+    )
+    out = torch.empty_like(frames)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen)
+    for i in range(b):
+        dy, dx = int(offsets[i, 0]), int(offsets[i, 1])
+        out[i] = (
+            padded[i, :, dy : dy + h, dx : dx + w].reshape(k, ch, h, w).permute(0, 2, 3, 1).to(frames.dtype)
+        )
+    return out
+
+
+def train_standin(
+    rollouts: Sequence[Rollout], clips: Sequence[Clip], cfg: StandInTrainConfig = StandInTrainConfig()
+) -> tuple[StandInRewardNet, dict[str, Any]]:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = StandInRewardNet(cfg.channels, cfg.hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    frames, text = _batch(rollouts, clips)
+    labels = torch.tensor([c.label - 1 for c in clips])
+    n = len(clips)
+    t0 = time.perf_counter()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            logits = model(_shift(frames[idx], cfg.shift, gen), text[idx])
+            loss = nn.functional.cross_entropy(logits, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model, {
+        "clips": n,
+        "epochs": cfg.epochs,
+        "train_s": time.perf_counter() - t0,
+        "final_loss": float(loss),
+    }
+
+
+@torch.no_grad()
+def predict_scores(
+    model: StandInRewardNet, rollouts: Sequence[Rollout], clips: Sequence[Clip], batch: int = 128
+) -> np.ndarray:
+    """Argmax 1-5 score of each clip."""
+    out = []
+    for start in range(0, len(clips), batch):
+        frames, text = _batch(rollouts, clips[start : start + batch])
+        out.append(model(frames, text).argmax(1).numpy() + 1)
+    return np.concatenate(out) if out else np.zeros(0, int)
+
+
+def save_standin(path: str | Path, model: StandInRewardNet, meta: dict[str, Any]) -> Path:
+    """Write the model directory atomically (temporary name, then rename); never pickle."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
+def load_standin(path: str | Path) -> tuple[StandInRewardNet, dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
+        raise ConfigError(f"reward.path={path} is not a stand-in reward model ({META_FILE} + {MODEL_FILE})")
+    meta = json.loads((path / META_FILE).read_text())
+    model = StandInRewardNet(int(meta["channels"]), int(meta["hidden"]))
+    model.load_state_dict(load_file(str(path / MODEL_FILE)))
+    return model.eval(), meta
+
+
+# ----------------------------------------------------------------------------- back-end
+@dataclass(frozen=True)
+class StandInRewardConfig:
+    name: str = "standin"
+    path: str = ""  # a directory written by save_standin (robot-rl-bench rewards --save)
+    progress: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    success_score: int = 5
+    score_every: int = 5  # env wrapper: score the prefix every this many steps
+
+
+@REWARDS.register("standin", StandInRewardConfig)
+class StandInReward:
+    """The stand-in behind the RewardModel interface (``score`` / ``score_batch``) and as an env reward."""
+
+    source = "standin"
+
+    def __init__(self, cfg: StandInRewardConfig, model: StandInRewardNet | None = None):
+        self.cfg = cfg
+        if model is None:
+            if not cfg.path:
+                raise ConfigError("reward.path is not set; point it at a trained stand-in reward model")
+            model, _ = load_standin(cfg.path)
+        self.model = model
+        self.table = progress_table(cfg.progress)
+        self.model_id = "robot_rl-standin"
+        self.model_revision = Path(cfg.path).name if cfg.path else "in-memory"
+        self.prompt_hash = "hashed-bag-of-words"
+
+    def score(self, req: RewardRequest) -> RewardResult:
+        return self.score_batch([req])[0]
+
+    @torch.no_grad()
+    def score_batch(self, reqs: Sequence[RewardRequest]) -> list[RewardResult]:
+        started = time.perf_counter()
+        results = []
+        for req in reqs:
+            if len(req.frames) == 0:
+                results.append(
+                    failed_result(
+                        req,
+                        error="empty",
+                        raw_text="no frames to score",
+                        model_id=self.model_id,
+                        model_revision=self.model_revision,
+                        prompt_hash=self.prompt_hash,
+                        started=started,
+                    )
+                )
+                continue
+            idx = sample_frame_indices(len(req.frames), max_frames=NUM_FRAMES, min_frames=NUM_FRAMES)
+            frames = torch.from_numpy(np.ascontiguousarray(req.frames[idx]))[None]
+            probs = torch.softmax(self.model(frames, torch.from_numpy(text_features(req.task))[None]), -1)[0]
+            text = f"ANSWER: {int(probs.argmax()) + 1}"  # the RoboReward output format, parsed as the VLM's
+            score, progress, success = result_from_text(
+                text, table=self.table, success_score=self.cfg.success_score
+            )
+            results.append(
+                RewardResult(
+                    score_raw=score,
+                    progress=progress,
+                    success=success,
+                    success_prob=float(probs[self.cfg.success_score - 1 :].sum()),
+                    parse_ok=score is not None,
+                    raw_text=text,
+                    model_id=self.model_id,
+                    model_revision=self.model_revision,
+                    prompt_hash=self.prompt_hash,
+                    frames_used=list(idx),
+                    latency_ms=1e3 * (time.perf_counter() - started),
+                    episode_id=req.episode_id,
+                    mode=req.mode,
+                )
+            )
+        return results
+
+    def wrap(self, env: gym.Env) -> gym.Env:
+        return VideoRewardWrapper(env, self, self.cfg.score_every)
+
+
+class VideoRewardWrapper(gym.Wrapper):
+    """A frames-based reward model as the reward in simulation (RoboReward-style, sparse).
+
+    Renders the front camera every step (at the model's 64×64); every ``score_every`` steps and at
+    the episode's end it scores the prefix (``mode="prefix"``); a success verdict gives reward 1 and,
+    when the task terminates on success, ends the episode; otherwise the reward is 0. A parse failure
+    is never a reward (counted in ``info["reward_parse_failures"]``). ``info["is_success"]`` stays the
+    simulator's truth, ``info["reward_score"]`` carries the last 1-5 score.
+    """
+
+    def __init__(self, env: gym.Env, model: Any, score_every: int = 5, image_size: int = 64):
+        super().__init__(env)
+        self.model, self.every, self.size = model, int(score_every), int(image_size)
+        base = env.unwrapped
+        if not hasattr(base, "render_camera"):
+            raise ConfigError(f"{type(base).__name__} cannot render frames for a video reward model")
+        self.terminate_on_success = bool(getattr(base, "terminate_on_success", False))
+        base.terminate_on_success = False  # success (and termination) come from the reward model
+
+    def _frame(self) -> np.ndarray:
+        return self.env.unwrapped.render_camera("front", self.size, self.size)
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self.frames, self.t, self.parse_failures, self.score = [self._frame()], 0, 0, None
+        self.task = str(info.get("task", ""))
+        return obs, info
+
+    def step(self, action: Any):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        self.frames.append(self._frame())
+        reward, judged_success = 0.0, False
+        if self.t % self.every == 0 or terminated or truncated:
+            res = self.model.score(RewardRequest(np.stack(self.frames), self.task, mode="prefix"))
+            if res.usable:
+                self.score, judged_success = res.score_raw, res.success
+            else:
+                self.parse_failures += 1
+        if judged_success:
+            reward = 1.0
+            terminated = terminated or self.terminate_on_success
+        info = {**info, "reward_score": self.score, "reward_parse_failures": self.parse_failures}
+        return obs, reward, terminated, truncated, info

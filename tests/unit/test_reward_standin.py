@@ -1,0 +1,160 @@
+"""The video + text reward-model stand-in: clip labelling, text features, the RoboReward-format output
+through the shared parser, save/load, the env wrapper, and the benchmark's Spearman."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.benchmarks.rewards import spearman
+from robot_rl.rewards.interface import RewardRequest, RewardResult
+from robot_rl.rewards.standin import (
+    NUM_FRAMES,
+    Rollout,
+    StandInReward,
+    StandInRewardConfig,
+    StandInRewardNet,
+    clip_frames,
+    counterfactual_task,
+    load_standin,
+    make_clips,
+    save_standin,
+    text_features,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _rollout(steps=20, success=True) -> Rollout:
+    n = steps + 1
+    frames = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 8, 8, 3)).copy()
+    rubric = np.minimum(1 + np.arange(n) // 5, 5)  # 1,1,1,1,1,2,...,5
+    return Rollout(frames, rubric, "lift the red cube", success)
+
+
+def test_counterfactual_swaps_the_colour_only():
+    rng = np.random.default_rng(0)
+    wrong = counterfactual_task("lift the red cube", rng)
+    assert wrong is not None and wrong != "lift the red cube"
+    assert wrong.startswith("lift the ") and wrong.endswith(" cube") and "red" not in wrong
+    assert counterfactual_task("lift the cube", rng) is None
+
+
+def test_text_features_are_a_deterministic_bag_of_words():
+    a = text_features("Lift the red cube")
+    assert a.shape == (64,) and a.sum() == 4
+    np.testing.assert_array_equal(a, text_features("cube red the lift"))  # order-free, case-free
+    assert not np.array_equal(a, text_features("lift the blue cube"))
+
+
+def test_clip_frames_are_uniform_and_keep_the_first_and_last():
+    frames = _rollout().frames
+    clip = clip_frames(frames, 14)  # frames 0..14, 8 of them
+    assert clip.shape[0] == NUM_FRAMES and clip[0, 0, 0, 0] == 0 and clip[-1, 0, 0, 0] == 14
+    short = clip_frames(frames, 2)  # 3 frames: the last one repeated up to 8
+    assert short.shape[0] == NUM_FRAMES and short[-1, 0, 0, 0] == 2
+
+
+def test_clip_labels_follow_the_rubric():
+    clips = make_clips([_rollout()], seed=0, prefixes=3)
+    kinds = [c.kind for c in clips]
+    assert kinds == ["full", "prefix", "prefix", "prefix", "counterfactual"]
+    ro = _rollout()
+    for c in clips:
+        if c.kind == "counterfactual":
+            assert c.label == 1 and c.t_end == 20 and "red" not in c.task
+        else:
+            assert c.label == ro.rubric[c.t_end]
+    assert clips[0].label == 5 and all(4 <= c.t_end <= 18 for c in clips[1:4])  # u in [0.2, 0.9]
+
+
+def _backend() -> StandInReward:
+    torch.manual_seed(0)
+    return StandInReward(StandInRewardConfig(), model=StandInRewardNet(channels=8, hidden=16).eval())
+
+
+def test_backend_answers_in_roboreward_format_and_flags_empty_clips():
+    reward = _backend()
+    frames = np.random.default_rng(0).integers(0, 255, (12, 16, 16, 3), dtype=np.uint8)
+    res = reward.score(RewardRequest(frames, "lift the red cube", episode_id="e1"))
+    assert isinstance(res, RewardResult) and res.parse_ok and res.usable
+    assert res.raw_text == f"ANSWER: {res.score_raw}" and 1 <= res.score_raw <= 5
+    assert res.progress == {1: 0.0, 2: 0.25, 3: 0.5, 4: 0.75, 5: 1.0}[res.score_raw]
+    assert res.success == (res.score_raw == 5) and 0.0 <= res.success_prob <= 1.0
+    assert res.frames_used[0] == 0 and res.frames_used[-1] == 11 and res.episode_id == "e1"
+    empty = reward.score(RewardRequest(np.zeros((0, 16, 16, 3), np.uint8), "x"))
+    assert not empty.usable and empty.error == "empty"
+
+
+def test_save_load_round_trip(tmp_path):
+    reward = _backend()
+    save_standin(tmp_path / "m", reward.model, {"channels": 8, "hidden": 16})
+    model, _ = load_standin(tmp_path / "m")
+    frames = torch.zeros(2, NUM_FRAMES, 16, 16, 3, dtype=torch.uint8)
+    text = torch.from_numpy(np.stack([text_features("a b"), text_features("c")]))
+    with torch.no_grad():
+        assert torch.equal(model(frames, text), reward.model(frames, text))
+    from robot_rl.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not a stand-in reward model"):
+        load_standin(tmp_path)
+
+
+class _Judge:
+    """Says 'success' (5) once the clip has at least ``at`` frames; garbage on clips of 4 frames."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def score(self, req):
+        n = len(req.frames)
+        text = "no idea" if n == 4 else f"ANSWER: {5 if n >= self.at else 2}"
+        from robot_rl.rewards.vlm import result_from_text
+
+        score, progress, success = result_from_text(text)
+        return RewardResult(
+            score, progress, success, float(success), score is not None, text, "judge", "", ""
+        )
+
+
+@pytest.mark.sim
+def test_video_reward_wrapper_rewards_and_ends_on_the_models_verdict():
+    pytest.importorskip("mujoco")
+    import gymnasium as gym
+
+    from robot_rl.rewards.standin import VideoRewardWrapper
+
+    env = VideoRewardWrapper(
+        gym.make("robot_rl/Lift-v0", terminate_on_success=True), _Judge(at=7), score_every=3
+    )
+    env.reset(seed=0)
+    rewards, infos = [], []
+    for _ in range(6):
+        _, r, terminated, _, info = env.step(np.zeros(4, np.float32))
+        rewards.append(r)
+        infos.append(info)
+        if terminated:
+            break
+    # scored at steps 3 (4 frames: unparsable, not a reward) and 6 (7 frames: success -> 1, episode ends)
+    assert rewards == [0.0] * 5 + [1.0] and terminated
+    assert infos[-1]["reward_parse_failures"] == 1 and infos[-1]["reward_score"] == 5
+    assert infos[-1]["is_success"] is False  # the simulator's truth is kept
+    env.close()
+
+
+def test_spearman_by_hand():
+    assert spearman(np.array([1, 2, 3]), np.array([10, 20, 30])) == pytest.approx(1.0)
+    assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == pytest.approx(-1.0)
+    # ties get average ranks: y ranks (0.5, 0.5, 2) vs x ranks (0, 1, 2): rho = 0.866...
+    assert spearman(np.array([1, 2, 3]), np.array([1, 1, 5])) == pytest.approx(np.sqrt(3) / 2)
+    assert spearman(np.array([1, 2, 3]), np.array([4, 4, 4])) == 0.0
+
+
+def test_standin_config_is_a_reward_option():
+    from robot_rl.rewards import REWARDS
+
+    assert "standin" in REWARDS.names() and REWARDS.config_cls("standin")().name == "standin"
+    assert replace(StandInRewardConfig(), score_every=2).score_every == 2
