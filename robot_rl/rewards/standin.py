@@ -277,6 +277,8 @@ class StandInRewardConfig:
     progress: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     success_score: int = 5
     score_every: int = 5  # env wrapper: score the prefix every this many steps
+    shaping: bool = False  # add potential-based shaping gamma * progress' - progress to the reward
+    shaping_gamma: float = 0.99
 
 
 @REWARDS.register("standin", StandInRewardConfig)
@@ -345,7 +347,8 @@ class StandInReward:
         return results
 
     def wrap(self, env: gym.Env) -> gym.Env:
-        return VideoRewardWrapper(env, self, self.cfg.score_every)
+        c = self.cfg
+        return VideoRewardWrapper(env, self, c.score_every, 64, c.shaping, c.shaping_gamma)
 
 
 class VideoRewardWrapper(gym.Wrapper):
@@ -356,11 +359,25 @@ class VideoRewardWrapper(gym.Wrapper):
     when the task terminates on success, ends the episode; otherwise the reward is 0. A parse failure
     is never a reward (counted in ``info["reward_parse_failures"]``). ``info["is_success"]`` stays the
     simulator's truth, ``info["reward_score"]`` carries the last 1-5 score.
+
+    ``shaping``: potential-based shaping with Φ = the progress of the latest scored prefix (0 at the
+    start, held between scores): ``r += γ Φ_{t+1} − Φ_t`` (Ng et al. 1999: the optimal policy is
+    unchanged); a denser signal from prefix scores (RoboReward's rubric judges final states, so this
+    use is off-label; ALGORITHMS §8(f)).
     """
 
-    def __init__(self, env: gym.Env, model: Any, score_every: int = 5, image_size: int = 64):
+    def __init__(
+        self,
+        env: gym.Env,
+        model: Any,
+        score_every: int = 5,
+        image_size: int = 64,
+        shaping: bool = False,
+        shaping_gamma: float = 0.99,
+    ):
         super().__init__(env)
         self.model, self.every, self.size = model, int(score_every), int(image_size)
+        self.shaping, self.gamma = bool(shaping), float(shaping_gamma)
         base = env.unwrapped
         if not hasattr(base, "render_camera"):
             raise ConfigError(f"{type(base).__name__} cannot render frames for a video reward model")
@@ -373,6 +390,7 @@ class VideoRewardWrapper(gym.Wrapper):
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
         self.frames, self.t, self.parse_failures, self.score = [self._frame()], 0, 0, None
+        self.potential = 0.0
         self.task = str(info.get("task", ""))
         return obs, info
 
@@ -380,15 +398,18 @@ class VideoRewardWrapper(gym.Wrapper):
         obs, _, terminated, truncated, info = self.env.step(action)
         self.t += 1
         self.frames.append(self._frame())
-        reward, judged_success = 0.0, False
+        reward, judged_success, potential = 0.0, False, self.potential
         if self.t % self.every == 0 or terminated or truncated:
             res = self.model.score(RewardRequest(np.stack(self.frames), self.task, mode="prefix"))
             if res.usable:
-                self.score, judged_success = res.score_raw, res.success
+                self.score, judged_success, potential = res.score_raw, res.success, res.progress
             else:
                 self.parse_failures += 1
         if judged_success:
             reward = 1.0
             terminated = terminated or self.terminate_on_success
+        if self.shaping:
+            reward += self.gamma * potential - self.potential
+        self.potential = potential
         info = {**info, "reward_score": self.score, "reward_parse_failures": self.parse_failures}
         return obs, reward, terminated, truncated, info

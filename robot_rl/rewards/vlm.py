@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.core.errors import ConfigError
 from robot_rl.core.optional import require
 from robot_rl.core.validation import check
 from robot_rl.rewards import REWARDS
@@ -162,8 +161,17 @@ class VLMRewardConfig:
     progress: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # scores 1..5 -> progress
     prompt_template: str = ""  # empty: the built-in RoboReward rubric; must contain {task}
     batch_size: int = 4
+    # in simulation (reward=vlm in robot-rl-train): score the rendered prefix every this many steps,
+    # frames of this size; shaping adds gamma * progress' - progress (potential-based) to the reward
+    score_every: int = 10
+    image_size: int = 224
+    shaping: bool = False
+    shaping_gamma: float = 0.99
 
     def __post_init__(self) -> None:
+        check(
+            self.score_every >= 1 and self.image_size >= 16, "score_every >= 1 and image_size >= 16 required"
+        )
         check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         check(1 <= self.success_score <= 5, f"success_score must be in 1..5, got {self.success_score}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -232,11 +240,12 @@ class VLMReward:
         self.processor: Any = None
 
     def wrap(self, env: Any) -> Any:
-        """Training in simulation with this reward is not supported (yet): it scores recorded episodes."""
-        raise ConfigError(
-            "reward=vlm scores recorded episodes (score/score_batch) and cannot drive training in "
-            "simulation yet; use reward=sim there"
-        )
+        """The VLM as the reward in simulation: rendered prefixes scored every ``score_every`` steps
+        (synchronously: one generate call each; a GPU is advisable)."""
+        from robot_rl.rewards.standin import VideoRewardWrapper
+
+        c = self.cfg
+        return VideoRewardWrapper(env, self, c.score_every, c.image_size, c.shaping, c.shaping_gamma)
 
     def load(self) -> VLMReward:
         if self.model is None:

@@ -104,14 +104,15 @@ def test_save_load_round_trip(tmp_path):
 
 
 class _Judge:
-    """Says 'success' (5) once the clip has at least ``at`` frames; garbage on clips of 4 frames."""
+    """Says 'success' (5) once the clip has at least ``at`` frames, 2 before; on clips of 4 frames
+    ``at_four`` (default: unparsable text)."""
 
-    def __init__(self, at: int):
-        self.at = at
+    def __init__(self, at: int, at_four: str = "no idea"):
+        self.at, self.at_four = at, at_four
 
     def score(self, req):
         n = len(req.frames)
-        text = "no idea" if n == 4 else f"ANSWER: {5 if n >= self.at else 2}"
+        text = self.at_four if n == 4 else f"ANSWER: {5 if n >= self.at else 2}"
         from robot_rl.rewards.vlm import result_from_text
 
         score, progress, success = result_from_text(text)
@@ -142,6 +143,25 @@ def test_video_reward_wrapper_rewards_and_ends_on_the_models_verdict():
     assert rewards == [0.0] * 5 + [1.0] and terminated
     assert infos[-1]["reward_parse_failures"] == 1 and infos[-1]["reward_score"] == 5
     assert infos[-1]["is_success"] is False  # the simulator's truth is kept
+    env.close()
+
+
+@pytest.mark.sim
+def test_potential_based_shaping_by_hand():
+    pytest.importorskip("mujoco")
+    import gymnasium as gym
+
+    from robot_rl.rewards.standin import VideoRewardWrapper
+
+    lift = gym.make("robot_rl/Lift-v0", terminate_on_success=True)
+    env = VideoRewardWrapper(
+        lift, _Judge(at=7, at_four="ANSWER: 3"), score_every=3, shaping=True, shaping_gamma=0.5
+    )
+    env.reset(seed=0)
+    rewards = [env.step(np.zeros(4, np.float32))[1] for _ in range(6)]
+    # Φ = 0 until step 3 scores 3 (progress 0.5): r3 = 0.5·0.5 − 0 = 0.25; steps 4-5 hold Φ = 0.5:
+    # 0.5·0.5 − 0.5 = −0.25; step 6 scores 5: 1 (success) + 0.5·1.0 − 0.5 = 1.0
+    np.testing.assert_allclose(rewards, [0.0, 0.0, 0.25, -0.25, -0.25, 1.0])
     env.close()
 
 
