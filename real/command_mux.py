@@ -30,7 +30,7 @@ from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, MultiArrayD
 from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
-from robot_rl.real.conversions import action_to_twist, scale_command  # noqa: E402
+from robot_rl.real.conversions import action_to_twist, obs_stamp_label, obs_stamp_of, scale_command  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
     ConfigError,
     choice,
@@ -158,7 +158,8 @@ class CommandMuxNode(Node):
     def _on_policy(self, msg: Float32MultiArray) -> None:
         with self.lock:
             if not self.intervention:
-                self._publish(self.filter.step(np.asarray(msg.data), None, False, self.tcp))
+                out = self.filter.step(np.asarray(msg.data), None, False, self.tcp)
+                self._publish(out, obs_stamp=obs_stamp_of([d.label for d in msg.layout.dim]))
 
     def _on_teleop(self, msg: Float32MultiArray) -> None:
         with self.lock:
@@ -193,12 +194,16 @@ class CommandMuxNode(Node):
             self._publish(out, tick=True)
 
     # --- output --------------------------------------------------------------------------------------
-    def _publish(self, out: SafetyOutput, tick: bool = False) -> None:
+    def _publish(self, out: SafetyOutput, tick: bool = False, obs_stamp: float | None = None) -> None:
         if not tick:
             self.fresh_since_tick = True
         a = out.action
         if self.command_type == "forward":
             msg = Float64MultiArray(data=scale_command(a, self.scale, self.offset).tolist())
+            if obs_stamp is not None and out.source == "policy":  # a fresh policy answer: say to what
+                msg.layout.dim = [
+                    MultiArrayDimension(label=obs_stamp_label(obs_stamp), size=a.size, stride=a.size)
+                ]
         elif self.command_type == "joint_trajectory":
             msg = JointTrajectory(joint_names=self.joint_names)
             msg.header.stamp = self.get_clock().now().to_msg()

@@ -70,3 +70,22 @@ def msg_to_image(msg: Any) -> np.ndarray:
         raise ValueError(f"image of {h}x{w} with step {step} has {data.size} bytes")
     image = data.reshape(h, step)[:, : 3 * w].reshape(h, w, 3)
     return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
+
+
+OBS_STAMP_PREFIX = "obs_stamp:"
+
+
+def obs_stamp_label(stamp_s: float) -> str:
+    """The layout label an action carries: the header stamp (s) of the observation it answers."""
+    return f"{OBS_STAMP_PREFIX}{stamp_s:.9f}"
+
+
+def obs_stamp_of(labels: list[str]) -> float | None:
+    """The observation stamp in a message's ``layout.dim`` labels, if one is there."""
+    for label in labels:
+        if label.startswith(OBS_STAMP_PREFIX):
+            try:
+                return float(label[len(OBS_STAMP_PREFIX) :])
+            except ValueError:
+                return None
+    return None

@@ -69,6 +69,9 @@ def positive(name: str, value: float) -> float:
 # Episode boundaries announced by the robot side (the sim bridge): std_msgs/Header, ``frame_id`` is
 # ``start`` | ``terminated`` | ``truncated``, ``stamp`` the stamp of that first/last observation.
 EPISODE_EVENT_TOPIC = "/robot_rl/episode_event"
+# ...and the first observation of an episode carries header.frame_id "episode_start:<reset seed>" on the
+# state topic, so a policy resets its chunk queue before acting on it in whatever order they arrive
+EPISODE_START_FRAME = "episode_start"
 
 
 # --- QoS (ECOSYSTEM §3 item 2) -------------------------------------------------------------------
@@ -93,13 +96,15 @@ def command_qos(depth: int = 1) -> Any:
     )
 
 
-def latched_qos() -> Any:
-    """Static info (the task text): reliable + transient local, so late joiners get the last value."""
+def latched_qos(depth: int = 1) -> Any:
+    """Static info (the task text): reliable + transient local, so late joiners get the last value.
+    Subscribers of event streams (episode events) pass a larger ``depth``: with 1, an event that
+    arrives while the previous one is still queued would replace it."""
     from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
     return QoSProfile(
         history=QoSHistoryPolicy.KEEP_LAST,
-        depth=1,
+        depth=depth,
         reliability=QoSReliabilityPolicy.RELIABLE,
         durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
     )

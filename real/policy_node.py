@@ -37,11 +37,12 @@ require("rclpy", "the policy node")
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
+from std_msgs.msg import Float32, Float32MultiArray, Header, MultiArrayDimension, String  # noqa: E402
 
-from robot_rl.real.conversions import joint_state_vector, msg_to_image  # noqa: E402
+from robot_rl.real.conversions import joint_state_vector, msg_to_image, obs_stamp_label  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
     EPISODE_EVENT_TOPIC,
+    EPISODE_START_FRAME,
     ConfigError,
     command_qos,
     declare,
@@ -97,6 +98,7 @@ class PolicyNode(Node):
         self.latest: JointState | None = None
         self.images: dict[str, Image] = {}  # camera -> latest message
         self.last_used_stamp: float | None = None
+        self.reset_stamp: float | None = None  # the episode start the policy was last reset for
         self.infer_ms: list[float] = []
         self.ages_ms: list[float] = []
         self.misses = self.stale = self.steps = 0
@@ -108,7 +110,7 @@ class PolicyNode(Node):
         # created before the state subscription: when an episode's start event and its first observation
         # are ready together, the executor takes them in creation order (reset, then act)
         self.create_subscription(
-            Header, EPISODE_EVENT_TOPIC, self._on_episode_event, latched_qos(), callback_group=control
+            Header, EPISODE_EVENT_TOPIC, self._on_episode_event, latched_qos(10), callback_group=control
         )
         self.create_subscription(
             JointState,
@@ -169,8 +171,11 @@ class PolicyNode(Node):
         self._on_timer()
 
     def _on_episode_event(self, msg: Header) -> None:
-        if msg.frame_id == "start":
+        stamp = stamp_to_s(msg.stamp)
+        # reset once per episode: not again when the marked first observation already did it
+        if msg.frame_id == "start" and stamp != self.reset_stamp and stamp != self.last_used_stamp:
             self.policy.reset()
+            self.reset_stamp = stamp
 
     def _on_task(self, msg: String) -> None:
         self.get_logger().info(f"task: {msg.data!r}")
@@ -205,10 +210,19 @@ class PolicyNode(Node):
         if pixels is None:
             self.stale += 1  # no image close enough to this state yet: no action, the mux decides
             return
+        first = msg.header.frame_id.startswith(EPISODE_START_FRAME)
+        if first and stamp != self.reset_stamp:
+            self.policy.reset()  # a new episode (its start event may not have arrived yet)
+            self.reset_stamp = stamp
         self.last_used_stamp = stamp
         obs = {"state": state.astype(np.float32), **pixels}
         action = np.asarray(self.policy.act(obs), dtype=np.float32).reshape(-1)
-        self.action_pub.publish(Float32MultiArray(data=action.tolist()))
+        out = Float32MultiArray(data=action.tolist())
+        # which observation this answers (the mux forwards it; a lockstep sim drops stale answers)
+        out.layout.dim = [
+            MultiArrayDimension(label=obs_stamp_label(stamp), size=action.size, stride=action.size)
+        ]
+        self.action_pub.publish(out)
         dt = time.monotonic() - t0
         self.steps += 1
         self.infer_ms.append(1e3 * dt)

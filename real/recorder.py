@@ -151,7 +151,7 @@ class RecorderNode(Node):
         self.create_subscription(Float32, "/robot_rl/reward", self._on_reward, qos)
         self.create_subscription(Bool, "/robot_rl/success", self._on_success, qos)
         self.create_subscription(String, "/robot_rl/task", self._on_task, latched_qos())
-        self.create_subscription(Header, EPISODE_EVENT_TOPIC, self._on_event, latched_qos())
+        self.create_subscription(Header, EPISODE_EVENT_TOPIC, self._on_event, latched_qos(10))
         self.create_service(Trigger, "/robot_rl/recorder/end_episode", self._on_end_episode)
         self.create_service(Trigger, "/robot_rl/recorder/discard", self._on_discard)
         self.get_logger().info(

@@ -46,9 +46,10 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from robot_rl.real.command_mux import COMMAND_TYPES, DEFAULT_TOPICS, _broadcast  # noqa: E402
-from robot_rl.real.conversions import image_to_msg, twist_to_delta, unscale_command  # noqa: E402
+from robot_rl.real.conversions import image_to_msg, obs_stamp_of, twist_to_delta, unscale_command  # noqa: E402
 from robot_rl.real.node_utils import (  # noqa: E402
     EPISODE_EVENT_TOPIC,
+    EPISODE_START_FRAME,
     ConfigError,
     choice,
     command_qos,
@@ -56,6 +57,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
     latched_qos,
     positive,
     run_node,
+    stamp_to_s,
 )
 
 
@@ -127,6 +129,8 @@ class SimBridgeNode(Node):
         self.sim_time = 0.0
         self.done = False
         self.commands_received = 0
+        self.stale_commands = 0
+        self.last_stamp_s = -1.0
         self._reset()
 
         msg_type = {"forward": Float64MultiArray, "joint_trajectory": JointTrajectory, "twist": TwistStamped}
@@ -152,7 +156,6 @@ class SimBridgeNode(Node):
             self.create_publisher(Clock, "/clock", command_qos(10)) if self.publish_clock else None
         )
         self.create_service(Trigger, "/robot_rl/reset", self._on_reset)
-        self.task_pub.publish(String(data=self.info.get("task", "")))
         self._publish_start()
         if self.lockstep:  # commands drive the steps; a steady (wall) timer covers silences
             steady = RosClock(clock_type=ClockType.STEADY_TIME)
@@ -167,6 +170,7 @@ class SimBridgeNode(Node):
 
     def _reset(self) -> None:
         self.obs, self.info = self.env.reset(seed=self.seed)
+        self.episode_seed = self.seed
         self.episode_steps = 0
         self.seed += 1
         self.done = False
@@ -196,6 +200,12 @@ class SimBridgeNode(Node):
             self.get_logger().warning("ignoring a non-finite command")
             return
         with self.lock:
+            answers = (
+                obs_stamp_of([d.label for d in msg.layout.dim]) if self.command_type == "forward" else None
+            )
+            if self.lockstep and answers is not None and abs(answers - self.last_stamp_s) > 1e-6:
+                self.stale_commands += 1  # computed for an older observation (e.g. the last episode's)
+                return
             self.command = np.clip(a, -1.0, 1.0)
             self.commands_received += 1
             if self.lockstep:
@@ -249,8 +259,9 @@ class SimBridgeNode(Node):
         """The first observation of an episode, announced before it is published, so a policy node resets
         its chunk queue before it acts on it (the recorder matches the event by stamp in any order)."""
         stamp = self.get_clock().now().to_msg()
+        self.task_pub.publish(String(data=self.info.get("task", "")))  # each episode has its own instruction
         self._publish_event("start", stamp)
-        self._publish_state(0.0, False, stamp)
+        self._publish_state(0.0, False, stamp, first=True)
         self.last_step_wall = time.monotonic()
 
     def _publish_event(self, kind: str, stamp: Time) -> None:
@@ -258,9 +269,13 @@ class SimBridgeNode(Node):
         event.stamp = stamp
         self.event_pub.publish(event)
 
-    def _publish_state(self, reward: float, success: bool, stamp: Time | None = None) -> Time:
-        """Publish the current observation (+ reward and success); returns its header stamp."""
+    def _publish_state(
+        self, reward: float, success: bool, stamp: Time | None = None, first: bool = False
+    ) -> Time:
+        """Publish the current observation (+ reward and success); returns its header stamp. The first
+        observation of an episode says so in its frame_id (``episode_start:<reset seed>``)."""
         stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
+        self.last_stamp_s = stamp_to_s(stamp)
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=_stamp(self.sim_time)))
         arm, d = self.env.arm, self.env.data
@@ -272,6 +287,7 @@ class SimBridgeNode(Node):
         state = np.asarray(self.obs["state"], dtype=np.float64)
         st = JointState(name=[f"state_{i}" for i in range(state.size)], position=state.tolist())
         st.header.stamp = stamp
+        st.header.frame_id = f"{EPISODE_START_FRAME}:{self.episode_seed}" if first else ""
         self.state_pub.publish(st)
         tcp = PointStamped()
         tcp.header.stamp, tcp.header.frame_id = stamp, "world"

@@ -141,6 +141,12 @@ def test_commands_reach_the_sim_estop_latches_and_kill_holds(graph):
         ("robot-rl-recorder", ["store:=/tmp/x", "source:=bag"], "parameter 'source' is 'bag'; allowed"),
         ("robot-rl-recorder", [], "parameter 'store' is required"),
         ("robot-rl-teleop-node", ["device:=wand"], "parameter 'device' is 'wand'; allowed"),
+        ("robot-rl-reward-node", [], "parameter 'path' is required"),
+        (
+            "robot-rl-reward-node",
+            ["path:=/nonexistent"],
+            "cannot load the standin reward model: reward.path=",
+        ),
         (
             "robot-rl-teleop-node",
             ["device:=spacemouse"],

@@ -1,0 +1,108 @@
+"""The reward node scores finished episodes from the camera topic in the background: frames of each
+episode (cut by the sim bridge's episode events) go to the model with the task text, results come
+back on the reward/success topics, and a slow model never makes the node lose the next episode's
+frames."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.sim]
+rclpy = pytest.importorskip("rclpy", reason="rclpy not installed (pip install 'robot-rl[ros]')")
+pytest.importorskip("mujoco", reason="mujoco not installed (pip install 'robot-rl[sim]')")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SlowJudge:
+    """Takes 0.5 s per episode; 'success' when the clip has >= 50 frames. Records what it saw."""
+
+    model_id = "slow-judge"
+
+    def __init__(self):
+        self.seen: list[tuple[int, str]] = []
+        self.lock = threading.Lock()
+
+    def score_batch(self, reqs):
+        from robot_rl.rewards.interface import RewardResult
+        from robot_rl.rewards.vlm import result_from_text
+
+        out = []
+        for req in reqs:
+            time.sleep(0.5)
+            with self.lock:
+                self.seen.append((len(req.frames), req.task))
+            text = f"ANSWER: {5 if len(req.frames) >= 50 else 1}"
+            score, progress, success = result_from_text(text)
+            out.append(
+                RewardResult(score, progress, success, float(success), True, text, self.model_id, "r0", "h",
+                             episode_id=req.episode_id)
+            )  # fmt: skip
+        return out
+
+    def score(self, req):
+        return self.score_batch([req])[0]
+
+
+def test_reward_node_scores_episodes_in_the_background(tmp_path):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Bool, Float32, String
+
+    from robot_rl.real.reward_node import RewardNode
+    from tests.ros.bundles import launched_graph, make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle")
+    args = [
+        f"bundle:={bundle}",
+        "lockstep:=true",
+        "auto_reset:=true",
+        "cameras:=[front]",
+        "image_size:=32",
+        "camera_hz:=20.0",  # an image with every observation: 101 per 100-step episode
+        "watchdog_periods:=200",
+        "max_obs_age_s:=10.0",
+    ]
+    judge = SlowJudge()
+    with launched_graph(ROOT / "launch/sim_in_the_loop.launch.yaml", args, tmp_path, "probe") as (
+        proc,
+        probe,
+    ):
+        node = RewardNode(
+            model_override=judge,
+            parameter_overrides=[
+                Parameter("reward_topic", value="/robot_rl/model_reward"),
+                Parameter("success_topic", value="/robot_rl/model_success"),
+            ],
+        )
+        rewards, successes, results = [], [], []
+        probe.create_subscription(Float32, "/robot_rl/model_reward", lambda m: rewards.append(m.data), 10)
+        probe.create_subscription(Bool, "/robot_rl/model_success", lambda m: successes.append(m.data), 10)
+        probe.create_subscription(
+            String, "/robot_rl/reward/result", lambda m: results.append(json.loads(m.data)), 10
+        )
+        executor = SingleThreadedExecutor()
+        executor.add_node(probe)
+        executor.add_node(node)
+        try:
+            t_end = time.monotonic() + 120
+            while time.monotonic() < t_end and proc.poll() is None and len(results) < 3:
+                executor.spin_once(timeout_sec=0.01)
+        finally:
+            executor.shutdown()
+            node.close()
+            node.destroy_node()
+    print(f"scored: {judge.seen}; results: {results}")
+    assert len(results) >= 3, results
+    # every scored episode came whole (the first may have started before the node subscribed)
+    full = [n for n, _ in judge.seen[1:]]
+    assert full and all(n == 101 for n in full), judge.seen
+    assert all(task for _, task in judge.seen)
+    assert len({task for _, task in judge.seen}) > 1  # each episode's own instruction (seeded colours)
+    assert rewards[: len(results)] == [1.0] * len(results) and all(successes)
+    assert all(r["parse_ok"] and r["model_id"] == "slow-judge" and r["latency_ms"] >= 0 for r in results)
