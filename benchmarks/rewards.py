@@ -22,6 +22,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,45 +45,18 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robot-rl-bench rewards", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-episodes", type=int, default=240)
-    parser.add_argument("--test-episodes", type=int, default=80)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", default="")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", default="")
-    args = parser.parse_args(argv)
-    import torch
+def measure(model: Any, test: list, seed: int) -> dict[str, Any]:
+    """MAE per clip kind, counterfactual drop rate and prefix Spearman ρ on held-out rollouts."""
+    from robot_rl.rewards.standin import Clip, counterfactual_task, make_clips, predict_scores
 
-    from robot_rl.rewards.standin import (
-        Clip,
-        StandInTrainConfig,
-        collect_rollouts,
-        counterfactual_task,
-        make_clips,
-        predict_scores,
-        save_standin,
-        train_standin,
-    )
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    train = collect_rollouts(args.train_episodes, seed=args.seed)
-    test = collect_rollouts(args.test_episodes, seed=args.seed + 1)
-    t_data = time.perf_counter() - t0
-    cfg = StandInTrainConfig(epochs=args.epochs, seed=args.seed)
-    model, report = train_standin(train, make_clips(train, seed=args.seed), cfg)
-    clips = make_clips(test, seed=args.seed + 1)
+    clips = make_clips(test, seed=seed + 1)
     pred = predict_scores(model, test, clips)
     truth = np.array([c.label for c in clips])
     kinds = np.array([c.kind for c in clips])
     mae = {k: float(np.abs(pred - truth)[kinds == k].mean()) for k in ("full", "prefix", "counterfactual")}
     mae["all"] = float(np.abs(pred - truth).mean())
     # counterfactual pairs: the whole clip, right vs wrong instruction
-    rng = np.random.default_rng(args.seed + 2)
+    rng = np.random.default_rng(seed + 2)
     pairs = []
     for r, ro in enumerate(test):
         last = len(ro.frames) - 1
@@ -98,6 +72,48 @@ def run(argv: list[str] | None = None) -> int:
             last = len(ro.frames) - 1
             prefixes = [Clip(r, max(round(f * last), 1), ro.task, 0, "prefix") for f in fractions]
             rhos.append(spearman(fractions, predict_scores(model, test, prefixes)))
+    return {
+        "mae": mae,
+        "drops": drops,
+        "rhos": rhos,
+        "clips": clips,
+        "kinds": kinds,
+        "pair_scores": pair_scores,
+    }
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-rl-bench rewards", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-episodes", type=int, default=240)
+    parser.add_argument("--test-episodes", type=int, default=80)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default="")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    import torch
+
+    from robot_rl.rewards.standin import (
+        StandInTrainConfig,
+        collect_rollouts,
+        make_clips,
+        save_standin,
+        train_standin,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    train = collect_rollouts(args.train_episodes, seed=args.seed)
+    test = collect_rollouts(args.test_episodes, seed=args.seed + 1)
+    t_data = time.perf_counter() - t0
+    cfg = StandInTrainConfig(epochs=args.epochs, seed=args.seed)
+    model, report = train_standin(train, make_clips(train, seed=args.seed), cfg)
+    metrics = measure(model, test, args.seed)
+    mae, drops, rhos = metrics["mae"], metrics["drops"], metrics["rhos"]
+    clips, kinds, pair_scores = metrics["clips"], metrics["kinds"], metrics["pair_scores"]
+    truth = np.array([c.label for c in clips])
     result = {
         "train_episodes": len(train),
         "train_clips": report["clips"],

@@ -152,7 +152,11 @@ class StandInTrainConfig:
 
 
 class StandInRewardNet(nn.Module):
-    """(frames uint8 [B, K, H, W, 3], text [B, 64]) -> 5 logits."""
+    """(frames uint8 [B, K, H, W, 3], text [B, 64]) -> 5 logits.
+
+    Image features: the mean over frames, the last frame's, and last − first (what changed). The text
+    embedding enters twice: concatenated, and multiplied with the image features (so "is the object
+    the instruction names the one that moved" is one product away)."""
 
     def __init__(self, channels: int = 32, hidden: int = 128):
         super().__init__()
@@ -168,13 +172,16 @@ class StandInRewardNet(nn.Module):
             nn.Flatten(),
         )
         self.text = nn.Sequential(nn.Linear(TEXT_BUCKETS, 64), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(2 * c + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
+        self.gate = nn.Linear(64, 3 * c)
+        self.head = nn.Sequential(nn.Linear(6 * c + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, k = frames.shape[:2]
-        x = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
+        x = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
         f = self.cnn(x).reshape(b, k, -1)
-        return self.head(torch.cat([f.mean(1), f[:, -1], self.text(text)], dim=1))
+        image = torch.cat([f.mean(1), f[:, -1], f[:, -1] - f[:, 0]], dim=1)
+        t = self.text(text)
+        return self.head(torch.cat([image, image * self.gate(t), t], dim=1))
 
 
 def _batch(rollouts: Sequence[Rollout], clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,13 +218,16 @@ def train_standin(
     frames, text = _batch(rollouts, clips)
     labels = torch.tensor([c.label - 1 for c in clips])
     n = len(clips)
+    # class-balanced cross-entropy: 1s dominate (failures, counterfactuals), 4s are rare
+    counts = torch.bincount(labels, minlength=5).float()
+    weights = torch.where(counts > 0, n / (5 * counts.clamp(min=1)), torch.zeros(5)).clamp(max=10.0)
     t0 = time.perf_counter()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             logits = model(_shift(frames[idx], cfg.shift, gen), text[idx])
-            loss = nn.functional.cross_entropy(logits, labels[idx])
+            loss = nn.functional.cross_entropy(logits, labels[idx], weight=weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
