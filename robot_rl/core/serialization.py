@@ -116,3 +116,33 @@ def load_tree(directory: str | Path, name: str) -> Any:
         return _unflatten(skeleton, tensors)
     except KeyError as err:
         raise ValueError(f"{tensor_path} lacks tensor {err} referenced by {json_path}") from err
+
+
+def save_model_dir(path: str | Path, module: torch.nn.Module, meta_file: str, meta: dict[str, Any]) -> Path:
+    """A small model as a directory: ``model.safetensors`` (its state dict) + ``meta_file`` (JSON),
+    written under a temporary name and renamed into place (never half-written, never pickle)."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp / "model.safetensors"))
+    (tmp / meta_file).write_text(json.dumps(meta, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model_dir(
+    path: str | Path, meta_file: str, what: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(state dict, meta)`` of a directory written by :func:`save_model_dir`; a one-line
+    ``ConfigError`` naming ``what`` was expected when ``path`` is not one."""
+    from robot_rl.core.errors import ConfigError
+
+    path = Path(path)
+    if not (path / meta_file).is_file() or not (path / "model.safetensors").is_file():
+        raise ConfigError(f"reward.path={str(path)!r} is not {what} (no {meta_file}/model.safetensors)")
+    return load_file(str(path / "model.safetensors")), json.loads((path / meta_file).read_text())

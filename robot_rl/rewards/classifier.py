@@ -26,9 +26,6 @@ and the frames-based :class:`~robot_rl.rewards.interface.RewardModel` interface 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +37,11 @@ from torch import nn
 
 from robot_rl.core.errors import ConfigError, DataError
 from robot_rl.core.networks import StateNormalizer, mlp
+from robot_rl.core.serialization import load_model_dir, save_model_dir
 from robot_rl.core.types import STATE_KEY
 from robot_rl.rewards import REWARDS
 
-MODEL_FILE, META_FILE = "model.safetensors", "classifier.json"
+META_FILE = "classifier.json"
 
 
 @dataclass(frozen=True)
@@ -173,33 +171,15 @@ def train_classifier(
 
 def save_classifier(path: str | Path, model: SuccessClassifier, report: dict[str, Any]) -> Path:
     """Write the classifier directory atomically (temporary name, then rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
     meta = {"state_dim": model.state_dim, "hidden_dims": model.hidden_dims, "report": report}
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+    return save_model_dir(path, model, META_FILE, meta)
 
 
 def load_classifier(path: str | Path) -> tuple[SuccessClassifier, dict[str, Any]]:
     """The model (eval mode) and its saved report; a one-line ConfigError when ``path`` is not one."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
-        raise ConfigError(
-            f"reward.path={str(path)!r} is not a success classifier (no {META_FILE}/{MODEL_FILE})"
-        )
-    meta = json.loads((path / META_FILE).read_text())
+    state, meta = load_model_dir(path, META_FILE, "a success classifier")
     model = SuccessClassifier(int(meta["state_dim"]), list(meta["hidden_dims"]))
-    model.load_state_dict(load_file(str(path / MODEL_FILE)))
+    model.load_state_dict(state)
     return model.eval(), meta["report"]
 
 

@@ -21,9 +21,6 @@ augmentation. ``robot-rl-bench rewards`` trains and measures it.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 import zlib
 from collections.abc import Sequence
@@ -37,11 +34,12 @@ import torch
 from torch import nn
 
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.serialization import load_model_dir, save_model_dir
 from robot_rl.rewards import REWARDS
 from robot_rl.rewards.interface import RewardRequest, RewardResult, failed_result
 from robot_rl.rewards.vlm import progress_table, result_from_text, sample_frame_indices
 
-MODEL_FILE, META_FILE = "model.safetensors", "standin.json"
+META_FILE = "standin.json"
 NUM_FRAMES = 8
 TEXT_BUCKETS = 64
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")  # robot_rl.sim.base.COLOURS
@@ -253,29 +251,14 @@ def predict_scores(
 
 
 def save_standin(path: str | Path, model: StandInRewardNet, meta: dict[str, Any]) -> Path:
-    """Write the model directory atomically (temporary name, then rename); never pickle."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-    return path
+    """Write the model directory atomically (``model.safetensors`` + ``standin.json``); never pickle."""
+    return save_model_dir(path, model, META_FILE, meta)
 
 
 def load_standin(path: str | Path) -> tuple[StandInRewardNet, dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
-        raise ConfigError(f"reward.path={path} is not a stand-in reward model ({META_FILE} + {MODEL_FILE})")
-    meta = json.loads((path / META_FILE).read_text())
+    state, meta = load_model_dir(path, META_FILE, "a stand-in reward model")
     model = StandInRewardNet(int(meta["channels"]), int(meta["hidden"]))
-    model.load_state_dict(load_file(str(path / MODEL_FILE)))
+    model.load_state_dict(state)
     return model.eval(), meta
 
 
