@@ -109,7 +109,7 @@ def run(argv: list[str] | None = None) -> int:
     test = collect_rollouts(args.test_episodes, seed=args.seed + 1)
     t_data = time.perf_counter() - t0
     cfg = StandInTrainConfig(epochs=args.epochs, seed=args.seed)
-    model, report = train_standin(train, make_clips(train, seed=args.seed), cfg)
+    model, report = train_standin(train, make_clips(train, seed=args.seed, counterfactual_prefixes=True), cfg)
     metrics = measure(model, test, args.seed)
     mae, drops, rhos = metrics["mae"], metrics["drops"], metrics["rhos"]
     clips, kinds, pair_scores = metrics["clips"], metrics["kinds"], metrics["pair_scores"]

@@ -5,9 +5,9 @@ the instruction in, a 1–5 rubric score out, written as ``"ANSWER: k"`` and rea
 the ``vlm`` back-end, so swapping in the real model changes nothing upstream.
 
 Data (:func:`collect_rollouts`, :func:`make_clips`): Lift rollouts of the scripted expert with action
-noise drawn per episode (about half succeed), the front camera at 64×64, and the privileged rubric of
-every step (``LiftEnv.rubric_score``: 5 lifted, 4 grasped and half-way up, 3 grasped, 2 within 5 cm,
-1 otherwise). Each rollout gives clips labelled like RoboReward's training data:
+noise drawn per episode (about half succeed), the front camera's workspace crop at 64×64, and the
+privileged rubric of every step (``LiftEnv.rubric_score``: 5 lifted, 4 grasped and half-way up,
+3 grasped, 2 within 5 cm, 1 otherwise). Each rollout gives clips labelled like RoboReward's training data:
 - the whole episode, labelled by its final step;
 - temporal clipping: prefixes ending at u·T, u ~ U(0.2, 0.9), labelled by their last step;
 - counterfactual instructions: the same clip with the object's colour swapped in the instruction
@@ -41,6 +41,7 @@ from robot_rl.rewards.vlm import progress_table, result_from_text, sample_frame_
 
 META_FILE = "standin.json"
 NUM_FRAMES = 8
+POOL = 4  # the CNN's output grid (POOL x POOL cells per channel)
 TEXT_BUCKETS = 64
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")  # robot_rl.sim.base.COLOURS
 
@@ -63,31 +64,43 @@ class Clip:
     kind: str  # "full" | "prefix" | "counterfactual"
 
 
-def collect_rollouts(
-    n_episodes: int, seed: int = 0, image_size: int = 64, max_noise: float = 1.2
-) -> list[Rollout]:
-    """Scripted-expert Lift rollouts with per-episode noise ~ U(0, max_noise), front camera frames."""
+# The front camera sees the whole scene; the workspace (and the 8 cm lift) covers a small part of it.
+# Frames are rendered at RENDER px and cropped to the workspace rows/columns below (HIL-SERL crops a
+# region of interest the same way), then resized to IMAGE px: the cube grows from ~3 to ~6 px.
+RENDER, IMAGE = 128, 64
+CROP = (24, 104, 16, 112)  # rows, columns of the RENDER-px front image
+
+
+def preprocess_frame(frame: np.ndarray) -> np.ndarray:
+    """A RENDER-px front-camera frame -> the IMAGE-px workspace crop the model sees (uint8)."""
+    from PIL import Image
+
+    r0, r1, c0, c1 = CROP
+    crop = Image.fromarray(np.ascontiguousarray(frame[r0:r1, c0:c1]))
+    return np.asarray(crop.resize((IMAGE, IMAGE), Image.BILINEAR), dtype=np.uint8)
+
+
+def render_frame(task_env: Any) -> np.ndarray:
+    return preprocess_frame(task_env.render_camera("front", RENDER, RENDER))
+
+
+def collect_rollouts(n_episodes: int, seed: int = 0, max_noise: float = 1.2) -> list[Rollout]:
+    """Scripted-expert Lift rollouts with per-episode noise ~ U(0, max_noise), workspace frames."""
     import robot_rl  # noqa: F401  (registers the ids)
 
-    env = gym.make(
-        "robot_rl/Lift-v0",
-        obs_mode="state+pixels",
-        image_size=image_size,
-        cameras=("front",),
-        terminate_on_success=True,
-    )
+    env = gym.make("robot_rl/Lift-v0", terminate_on_success=True)
     rng = np.random.default_rng(seed)
     out = []
     try:
         for i in range(n_episodes):
             noise = float(rng.uniform(0.0, max_noise))
-            obs, info = env.reset(seed=seed * 100_003 + i)
+            _, info = env.reset(seed=seed * 100_003 + i)
             task_env = env.unwrapped
-            frames, rubric = [obs["pixels/front"]], [task_env.rubric_score()]
+            frames, rubric = [render_frame(task_env)], [task_env.rubric_score()]
             done = False
             while not done:
-                obs, _, terminated, truncated, info = env.step(task_env.expert_action(noise=noise))
-                frames.append(obs["pixels/front"])
+                _, _, terminated, truncated, info = env.step(task_env.expert_action(noise=noise))
+                frames.append(render_frame(task_env))
                 rubric.append(task_env.rubric_score())
                 done = terminated or truncated
             out.append(
@@ -108,18 +121,22 @@ def counterfactual_task(task: str, rng: np.random.Generator) -> str | None:
     return None
 
 
-def make_clips(rollouts: Sequence[Rollout], seed: int = 0, prefixes: int = 2) -> list[Clip]:
+def make_clips(
+    rollouts: Sequence[Rollout], seed: int = 0, prefixes: int = 2, counterfactual_prefixes: bool = False
+) -> list[Clip]:
+    """Per rollout: the whole clip, ``prefixes`` temporal clips, and the whole clip with a wrong
+    instruction (also each prefix with one, for training: ``counterfactual_prefixes``)."""
     rng = np.random.default_rng(seed)
     clips = []
     for r, ro in enumerate(rollouts):
         last = len(ro.frames) - 1
-        clips.append(Clip(r, last, ro.task, int(ro.rubric[last]), "full"))
-        for _ in range(prefixes):
-            t = max(int(rng.uniform(0.2, 0.9) * last), 1)
-            clips.append(Clip(r, t, ro.task, int(ro.rubric[t]), "prefix"))
-        wrong = counterfactual_task(ro.task, rng)
-        if wrong is not None:
-            clips.append(Clip(r, last, wrong, 1, "counterfactual"))
+        ends = [last] + [max(int(rng.uniform(0.2, 0.9) * last), 1) for _ in range(prefixes)]
+        for i, t in enumerate(ends):
+            clips.append(Clip(r, t, ro.task, int(ro.rubric[t]), "full" if i == 0 else "prefix"))
+        for t in ends if counterfactual_prefixes else ends[:1]:
+            wrong = counterfactual_task(ro.task, rng)
+            if wrong is not None:
+                clips.append(Clip(r, t, wrong, 1, "counterfactual"))
     return clips
 
 
@@ -166,12 +183,13 @@ class StandInRewardNet(nn.Module):
             nn.ReLU(),
             nn.Conv2d(c, c, 3, stride=2, padding=1),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(POOL),  # keep a coarse layout: "lifted" is about where the object is
             nn.Flatten(),
         )
+        f = c * POOL * POOL
         self.text = nn.Sequential(nn.Linear(TEXT_BUCKETS, 64), nn.ReLU())
-        self.gate = nn.Linear(64, 3 * c)
-        self.head = nn.Sequential(nn.Linear(6 * c + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
+        self.gate = nn.Linear(64, 3 * f)
+        self.head = nn.Sequential(nn.Linear(6 * f + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, k = frames.shape[:2]
@@ -216,9 +234,10 @@ def train_standin(
     frames, text = _batch(rollouts, clips)
     labels = torch.tensor([c.label - 1 for c in clips])
     n = len(clips)
-    # class-balanced cross-entropy: 1s dominate (failures, counterfactuals), 4s are rare
+    # cross-entropy weighted by 1/sqrt(class frequency): 1s dominate (failures, counterfactuals) and
+    # 4s are rare, but the wrong-instruction 1s must still count
     counts = torch.bincount(labels, minlength=5).float()
-    weights = torch.where(counts > 0, n / (5 * counts.clamp(min=1)), torch.zeros(5)).clamp(max=10.0)
+    weights = torch.where(counts > 0, (n / (5 * counts.clamp(min=1))).sqrt(), torch.zeros(5))
     t0 = time.perf_counter()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
@@ -347,9 +366,10 @@ class StandInReward:
 class VideoRewardWrapper(gym.Wrapper):
     """A frames-based reward model as the reward in simulation (RoboReward-style, sparse).
 
-    Renders the front camera every step (at the model's 64×64); every ``score_every`` steps and at
-    the episode's end it scores the prefix (``mode="prefix"``); a success verdict gives reward 1 and,
-    when the task terminates on success, ends the episode; otherwise the reward is 0. A parse failure
+    Renders the front camera every step (``image_size`` px; at 64 the stand-in's workspace crop); every
+    ``score_every`` steps and at the episode's end it scores the prefix (``mode="prefix"``); a success
+    verdict gives reward 1 and, when the task terminates on success, ends the episode; otherwise the
+    reward is 0. A parse failure
     is never a reward (counted in ``info["reward_parse_failures"]``). ``info["is_success"]`` stays the
     simulator's truth, ``info["reward_score"]`` carries the last 1-5 score.
 
@@ -378,6 +398,8 @@ class VideoRewardWrapper(gym.Wrapper):
         base.terminate_on_success = False  # success (and termination) come from the reward model
 
     def _frame(self) -> np.ndarray:
+        if self.size == IMAGE:  # the stand-in's own view: the workspace crop it was trained on
+            return render_frame(self.env.unwrapped)
         return self.env.unwrapped.render_camera("front", self.size, self.size)
 
     def reset(self, **kwargs: Any):
