@@ -360,13 +360,15 @@ class StandInReward:
 
     def wrap(self, env: gym.Env) -> gym.Env:
         c = self.cfg
-        return VideoRewardWrapper(env, self, c.score_every, 64, c.shaping, c.shaping_gamma)
+        return VideoRewardWrapper(
+            env, self, c.score_every, IMAGE, c.shaping, c.shaping_gamma, workspace_crop=True
+        )
 
 
 class VideoRewardWrapper(gym.Wrapper):
     """A frames-based reward model as the reward in simulation (RoboReward-style, sparse).
 
-    Renders the front camera every step (``image_size`` px; at 64 the stand-in's workspace crop); every
+    Renders the front camera every step (``image_size`` px, or the stand-in's workspace crop); every
     ``score_every`` steps and at the episode's end it scores the prefix (``mode="prefix"``); a success
     verdict gives reward 1 and, when the task terminates on success, ends the episode; otherwise the
     reward is 0. A parse failure
@@ -387,9 +389,11 @@ class VideoRewardWrapper(gym.Wrapper):
         image_size: int = 64,
         shaping: bool = False,
         shaping_gamma: float = 0.99,
+        workspace_crop: bool = False,
     ):
         super().__init__(env)
         self.model, self.every, self.size = model, int(score_every), int(image_size)
+        self.workspace_crop = bool(workspace_crop)
         self.shaping, self.gamma = bool(shaping), float(shaping_gamma)
         base = env.unwrapped
         if not hasattr(base, "render_camera"):
@@ -398,7 +402,7 @@ class VideoRewardWrapper(gym.Wrapper):
         base.terminate_on_success = False  # success (and termination) come from the reward model
 
     def _frame(self) -> np.ndarray:
-        if self.size == IMAGE:  # the stand-in's own view: the workspace crop it was trained on
+        if self.workspace_crop:  # the stand-in's own view: the workspace crop it was trained on
             return render_frame(self.env.unwrapped)
         return self.env.unwrapped.render_camera("front", self.size, self.size)
 
