@@ -7,6 +7,7 @@ control step in units of the task's step size (``+x`` forward, ``+y`` left, ``+z
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class TeleopCommand:
             raise ValueError(f"unknown teleop events {sorted(unknown)}; valid: {', '.join(EVENTS)}")
 
 
-class TeleopDevice:
+class TeleopDevice(abc.ABC):
     """Base class: ``reset`` at every episode start, ``command`` once per control step."""
 
     name = ""
@@ -49,8 +50,9 @@ class TeleopDevice:
     def reset(self, env: Any, episode: int) -> None:
         """``env``: the unwrapped task (the simulated human reads it); ``episode``: the training episode."""
 
+    @abc.abstractmethod
     def command(self, obs: dict[str, np.ndarray], policy_action: np.ndarray) -> TeleopCommand:
-        raise NotImplementedError
+        """The device's reading for this step (``policy_action``: what the agent proposes)."""
 
     def close(self) -> None:
         """Release the input device."""
