@@ -47,14 +47,14 @@ class TeleopDevice(abc.ABC):
 
     name = ""
 
-    def reset(self, env: Any, episode: int) -> None:
+    def reset(self, env: Any, episode: int) -> None:  # noqa: B027 (optional hook: most devices keep no state)
         """``env``: the unwrapped task (the simulated human reads it); ``episode``: the training episode."""
 
     @abc.abstractmethod
     def command(self, obs: dict[str, np.ndarray], policy_action: np.ndarray) -> TeleopCommand:
         """The device's reading for this step (``policy_action``: what the agent proposes)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the input device."""
 
 
