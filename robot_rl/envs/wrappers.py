@@ -14,6 +14,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.teleop.base import END, FAILURE, RERECORD, SUCCESS
+
 BASE_ACTION_KEY = "base_action"
 
 
@@ -61,8 +63,6 @@ class InterventionWrapper(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any):
-        from robot_rl.teleop.base import END, FAILURE, RERECORD, SUCCESS
-
         cmd = self.device.command(self._obs, np.asarray(action, dtype=np.float32))
         if cmd.takeover:
             executed = np.asarray(cmd.action, dtype=np.float32)
