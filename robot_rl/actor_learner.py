@@ -111,9 +111,10 @@ def learner_phase(trainer: Any, logger: MetricLogger) -> bool:
 
 
 def run_actor(cfg: Any) -> dict[str, Any]:
-    """The actor process: act with the latest weights (the algorithm's warm-up action before the
-    first ones and during ``algo.warmup_env_steps``), with the teleop device if one is set, and stream
-    every finished episode (re-recorded ones are dropped here). Writes ``actor_status.json``."""
+    """The actor process: wait for the learner's first weights, then act with the latest ones (the
+    algorithm's warm-up action during ``algo.warmup_env_steps``), with the teleop device if one is set,
+    and stream every finished episode (re-recorded ones are dropped here). Writes
+    ``actor_status.json``."""
     from robot_rl.envs.wrappers import InterventionWrapper
     from robot_rl.teleop import TELEOP
     from robot_rl.trainer import Trainer
@@ -147,6 +148,16 @@ def run_actor(cfg: Any) -> dict[str, Any]:
         return out
 
     try:
+        # start once the learner is there (its first weights); later outages do not stop the actor
+        waited = time.monotonic()
+        while (weights := link.latest_weights()) is None:
+            if time.monotonic() - waited > 10.0:
+                print(f"actor: waiting for the learner at {cfg.train.address}", flush=True)
+                waited = time.monotonic()
+            time.sleep(0.1)
+        algo.load_acting_state_dict(weights)
+        has_weights = True
+        next_tick = time.monotonic()
         while env_step < cfg.train.env_steps:
             obs, _ = env.reset(seed=cfg.seed * 1_000_003 + 500_000 + episode)
             steps: list[dict[str, Any]] = []
@@ -155,8 +166,7 @@ def run_actor(cfg: Any) -> dict[str, Any]:
                 weights = link.latest_weights()
                 if weights is not None:
                     algo.load_acting_state_dict(weights)
-                    has_weights = True
-                if has_weights and env_step >= cfg.algo.warmup_env_steps:
+                if env_step >= cfg.algo.warmup_env_steps:
                     action = algo.act(obs, deterministic=False)
                 else:
                     action = algo.warmup_action(obs, rng)

@@ -88,6 +88,9 @@ def test_recorder_stores_interventions_end_discard_and_survives_sigkill(graph):
     t0 = time.monotonic()
     n_events = len(events)
     assert call("/robot_rl/reset").success
+    # count events from the reset's start on: the episode before may end (truncated) just as we reset
+    assert spin_until(lambda: "start" in events[n_events:], 5), events[n_events:]
+    n_events += events[n_events:].index("start") + 1
     n = len(states)
     assert spin_until(lambda: len(states) >= n + 20, 10)
     # a teleop device publishes its takeover flag with every command (with one flag message before

@@ -45,7 +45,8 @@ def test_keyboard_teleop_takes_over_and_ends_the_recorded_episode(tmp_path):
     args = [f"bundle:={bundle}", f"store:={store_path}", f"control_hz:={HZ}", "max_delta:=[2.0]"]
     with launched_graph(ROOT / "launch/record_sim.launch.yaml", args, tmp_path, "probe") as (proc, probe):
         keys = FakeKeys()
-        teleop = TeleopNode(device_override=Keyboard(KeyboardConfig(speed=0.5), source=keys))
+        # a slow push (1 cm per step), so the mux's workspace box never clips the teleop action
+        teleop = TeleopNode(device_override=Keyboard(KeyboardConfig(speed=0.25), source=keys))
         sources: list[str] = []
         probe.create_subscription(String, "/robot_rl/command_source", lambda m: sources.append(m.data), 100)
         executor = SingleThreadedExecutor()
@@ -63,7 +64,7 @@ def test_keyboard_teleop_takes_over_and_ends_the_recorded_episode(tmp_path):
         try:
             assert spin_until(lambda: sources.count("policy") >= 10, 60), "the policy never drove"
             assert spin_until(lambda: teleop.end_client.service_is_ready(), 20), "no recorder service"
-            keys.down = {"up"}  # push forward: a takeover for as long as the key is down
+            keys.down = {"left"}  # push left (+y): a takeover for as long as the key is down
             assert spin_until(lambda: sources.count("teleop") >= 10, 10), set(sources)
             keys.down = set()
             assert spin_until(lambda: sources[-1] == "policy", 5)
@@ -81,6 +82,5 @@ def test_keyboard_teleop_takes_over_and_ends_the_recorded_episode(tmp_path):
     print(f"recorded episode: {ep.length} steps, {teleop_steps.size} teleop, end {ep.metadata['end_reason']}")
     assert ep.metadata["end_reason"] == "end_episode"
     assert teleop_steps.size >= 8
-    np.testing.assert_allclose(
-        ep.actions[teleop_steps], [[0.5, 0.0, 0.0, -1.0]] * teleop_steps.size, atol=1e-6
-    )
+    pushed_left = [0.0, 0.25, 0.0, -1.0]  # "left" at speed 0.25, gripper open
+    np.testing.assert_allclose(ep.actions[teleop_steps], [pushed_left] * teleop_steps.size, atol=1e-6)

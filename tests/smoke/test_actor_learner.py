@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.smoke
 
-STEPS = 2400
+STEPS = 1800  # at 60 Hz the actor runs ~30 s: the learner (slower on a loaded machine) stays behind it
 
 
 def _train(run_dir: Path, role: str, port: int, *extra: str) -> subprocess.Popen:
@@ -40,7 +40,7 @@ def _train(run_dir: Path, role: str, port: int, *extra: str) -> subprocess.Popen
         "eval.video_episodes=0",
         "train.checkpoint_every=200",
         "train.weights_every=20",
-        "train.actor_hz=150",
+        "train.actor_hz=60",
         f"train.address=127.0.0.1:{port}",
         f"train.role={role}",
         f"hydra.run.dir={run_dir}",
@@ -74,7 +74,12 @@ def test_learner_kill_and_restart_loses_no_transition(tmp_path):
     actor = _train(actor_dir, "actor", port)
     try:
         # the learner has taken and checkpointed a few episodes, and holds some it has not checkpointed
-        _wait(lambda: _learner_seq(learner_dir) >= 12, 180, "the learner to receive 12 episodes")
+        checkpoints = learner_dir / "checkpoints"
+        _wait(
+            lambda: _learner_seq(learner_dir) >= 8 and any(checkpoints.glob("step_*")),
+            180,
+            "the learner to take 8 episodes and checkpoint",
+        )
         learner.send_signal(signal.SIGKILL)
         learner.wait()
         status = actor_dir / "actor_status.json"
@@ -96,10 +101,9 @@ def test_learner_kill_and_restart_loses_no_transition(tmp_path):
     assert final["connections"] == 2 and final["resent"] >= 1  # the killed learner's unsaved episodes
     rows = [json.loads(line) for line in (learner_dir / "metrics.jsonl").read_text().splitlines()]
     seqs = [int(r["link/episode_seq"]) for r in rows if "link/episode_seq" in r]
-    # each episode inserted once into the final state: the restarted learner continued after its
-    # checkpoint (seqs it logged before the kill may repeat, later ones must not)
-    restart = max(i for i in range(1, len(seqs)) if seqs[i] <= seqs[i - 1])
-    assert seqs[restart:] == list(range(seqs[restart], final["episodes_sent"]))
+    # every episode reached a learner (the killed one may have taken a few it never checkpointed:
+    # those appear twice in its log); exactly once in the final state is checked below
+    assert sorted(set(seqs)) == list(range(final["episodes_sent"]))
     from robot_rl.core.checkpoint import CheckpointManager
 
     state = CheckpointManager(learner_dir / "checkpoints").load()
