@@ -117,11 +117,15 @@ def stamp_to_s(stamp: Any) -> float:
 # --- main ------------------------------------------------------------------------------------------
 
 
-def run_node(name: str, factory: Callable[[], Any], threads: int = 2, argv: list[str] | None = None) -> None:
+def run_node(name: str, factory: Callable[[], Any], threads: int = 0, argv: list[str] | None = None) -> None:
     """Console-script body: init rclpy, build the node (exit 2 with one line on ConfigError), spin.
 
-    ``threads=0`` spins a SingleThreadedExecutor: ready callbacks then run in subscription-creation
-    order, one at a time (the recorder relies on it to order messages that arrive together).
+    ``threads=0`` (the default) spins a SingleThreadedExecutor: ready callbacks run in
+    subscription-creation order, one at a time (the recorder relies on it to order messages that
+    arrive together). A node whose callback groups need parallel threads sets ``executor_threads``
+    (it overrides ``threads``). rclpy's MultiThreadedExecutor costs far more CPU per callback and
+    can delay a timer by hundreds of ms (ros2/rclpy#1223; measured here as late watchdog holds and
+    dropped policy actions in the command mux), so nodes whose callbacks share one group never use it.
     """
     require("rclpy", f"the {name} node")
     import rclpy
@@ -139,6 +143,7 @@ def run_node(name: str, factory: Callable[[], Any], threads: int = 2, argv: list
         except ConfigError as err:
             print(f"[{name}] error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+        threads = int(getattr(node, "executor_threads", threads))
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 0 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -55,7 +55,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
 
 
 class PolicyNode(Node):
-    """Parameters: bundle (required), device, control_hz (0 = the bundle's rate), max_obs_age_s,
+    """Parameters: bundle (required), device, torch_threads, control_hz (0 = the bundle's rate), max_obs_age_s,
     state_topic, joint_names, report_every_s, act_on_state, max_image_age_s."""
 
     def __init__(self) -> None:
@@ -64,6 +64,15 @@ class PolicyNode(Node):
         if not bundle:
             raise ConfigError("parameter 'bundle' is required (-p bundle:=<folder>)")
         device = declare(self, "device", str, "cpu", "torch device")
+        threads = declare(self, "torch_threads", int, 1, "CPU threads for inference; 0 = torch's default")
+        if threads < 0:
+            raise ConfigError(f"parameter 'torch_threads' must be >= 0, got {threads}")
+        if threads > 0:
+            import torch
+
+            # one thread: a small policy's latency is dominated by thread hand-offs, and the other cores
+            # belong to the robot's drivers and the rest of the graph
+            torch.set_num_threads(threads)
         from robot_rl.core.errors import BundleError
         from robot_rl.deploy.bundle import load_policy
 
@@ -105,6 +114,9 @@ class PolicyNode(Node):
         self.next_report = time.monotonic() + self.report_every
         self.fatal: str | None = None
 
+        # timer mode: the sensor group caches messages on a second thread while the model runs; answering
+        # each observation needs one thread only (and rclpy's multi-threaded executor costs latency)
+        self.executor_threads = 0 if act_on_state else 2
         sensors = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()  # acting and resetting never overlap
         # created before the state subscription: when an episode's start event and its first observation

@@ -350,7 +350,7 @@ class RecorderNode(Node):
 
 
 def main() -> None:
-    run_node("recorder", RecorderNode, threads=0)
+    run_node("recorder", RecorderNode)
 
 
 if __name__ == "__main__":

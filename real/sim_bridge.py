@@ -231,6 +231,7 @@ class SimBridgeNode(Node):
                     return
                 self._reset()
                 self._publish_start()
+                return  # the first step comes next tick, with the command that answers this observation
             self._step()
 
     def _on_lockstep_timer(self) -> None:
@@ -305,7 +306,7 @@ class SimBridgeNode(Node):
 
 def main() -> None:
     # one thread: the camera renderer's GL context belongs to the thread that created it (EGL)
-    run_node("sim_bridge", SimBridgeNode, threads=0)
+    run_node("sim_bridge", SimBridgeNode)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def _probe(node, proc, seconds: float, until=None):
 
 
 def test_policy_acts_on_images_from_the_sim_bridge(tmp_path, pixel_bundle):
-    from tests.ros.bundles import launched_graph
+    from robot_rl.real.graph import launched_graph
 
     launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
     with launched_graph(launch, _launch_args(pixel_bundle, "[front]"), tmp_path, "probe") as (proc, node):
@@ -93,7 +93,7 @@ def test_policy_acts_on_images_from_the_sim_bridge(tmp_path, pixel_bundle):
 
 
 def test_no_image_no_action(tmp_path, pixel_bundle):
-    from tests.ros.bundles import launched_graph
+    from robot_rl.real.graph import launched_graph
 
     launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
     args = [*_launch_args(pixel_bundle, "[]"), "lockstep_timeout_s:=0.2"]  # states keep coming

@@ -31,7 +31,8 @@ K_TELEOP = 12
 
 @pytest.fixture
 def graph(tmp_path):
-    from tests.ros.bundles import launched_graph, make_bundle
+    from robot_rl.real.graph import launched_graph
+    from tests.ros.bundles import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle", task=TASK, control_hz=HZ)
     store = tmp_path / "store"

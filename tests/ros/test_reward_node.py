@@ -54,8 +54,9 @@ def test_reward_node_scores_episodes_in_the_background(tmp_path):
     from rclpy.parameter import Parameter
     from std_msgs.msg import Bool, Float32, String
 
+    from robot_rl.real.graph import launched_graph
     from robot_rl.real.reward_node import RewardNode
-    from tests.ros.bundles import launched_graph, make_bundle
+    from tests.ros.bundles import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle")
     args = [

@@ -39,10 +39,12 @@ def _children(pid: int) -> dict[int, str]:
 
 @pytest.fixture
 def graph(tmp_path):
-    from tests.ros.bundles import launched_graph, make_bundle
+    from robot_rl.real.graph import launched_graph
+    from tests.ros.bundles import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle", control_hz=HZ)
-    args = [f"bundle:={bundle}", f"control_hz:={HZ}", "watchdog_periods:=2"]
+    # the policy on its own timer (as on a real robot), so the graph tests cover both policy modes
+    args = [f"bundle:={bundle}", f"control_hz:={HZ}", "watchdog_periods:=2", "act_on_state:=false"]
     launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
     with launched_graph(launch, args, tmp_path, "robot_rl_test_probe") as graph:
         yield graph
@@ -125,10 +127,10 @@ def test_commands_reach_the_sim_estop_latches_and_kill_holds(graph):
     assert spin_until(lambda: any(s == "hold:watchdog" and t > t_kill for t, s, _ in seen), 5)
     t_hold = min(t for t, s, _ in seen if s == "hold:watchdog" and t > t_kill)
     print(f"policy SIGKILL -> first hold command at the probe: {1e3 * (t_hold - t_kill):.1f} ms at {HZ:g} Hz")
-    # Usually 20-60 ms (2 periods of 20 ms + delivery). At the end of the 2026-12-02 third session
-    # runs of 0.2-3.9 s became frequent (open, docs/ros.md "Known issues"); the bound here only says
-    # "it holds" until that is understood.
-    assert t_hold - t_kill < 10.0
+    # 2 watchdog periods (40 ms) + delivery: 30-50 ms in 18 runs on 2 cores with two benchmarks beside
+    # it (2026-12-07). The 0.2-3.9 s holds seen before came from rclpy's MultiThreadedExecutor in the
+    # mux (ros2/rclpy#1223); every node that does not need parallel callback groups is single-threaded.
+    assert t_hold - t_kill < 0.1, "the issue's bound: hold commands within 100 ms of the kill"
     assert proc.poll() is None  # the policy is not required: the robot side keeps holding
 
 

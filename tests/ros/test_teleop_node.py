@@ -36,9 +36,10 @@ def test_keyboard_teleop_takes_over_and_ends_the_recorded_episode(tmp_path):
     from std_msgs.msg import String
 
     from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.real.graph import launched_graph
     from robot_rl.real.teleop_node import TeleopNode
     from robot_rl.teleop.keyboard import Keyboard, KeyboardConfig
-    from tests.ros.bundles import launched_graph, make_bundle
+    from tests.ros.bundles import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle", control_hz=HZ)
     store_path = tmp_path / "store"

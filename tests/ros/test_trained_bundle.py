@@ -61,8 +61,8 @@ def test_trained_bundle_lifts_the_cube_through_the_ros_graph(tmp_path):
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Bool, Header, String
 
+    from robot_rl.real.graph import launched_graph
     from robot_rl.real.node_utils import latched_qos, stamp_to_s
-    from tests.ros.bundles import launched_graph
 
     bundle = _train_lift_bundle(tmp_path / "run")
     # lockstep + auto_reset: one unbroken observation -> action -> step chain across episodes. The
