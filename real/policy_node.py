@@ -55,8 +55,8 @@ from robot_rl.real.node_utils import (  # noqa: E402
 
 
 class PolicyNode(Node):
-    """Parameters: bundle (required), device, torch_threads, control_hz (0 = the bundle's rate), max_obs_age_s,
-    state_topic, joint_names, report_every_s, act_on_state, max_image_age_s."""
+    """Parameters: bundle (required), device, torch_threads, control_hz (0 = the bundle's rate),
+    max_obs_age_s, state_topic, joint_names, report_every_s, act_on_state, max_image_age_s."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_policy")
