@@ -56,7 +56,8 @@ from robot_rl.real.node_utils import (  # noqa: E402
 
 class PolicyNode(Node):
     """Parameters: bundle (required), device, torch_threads, control_hz (0 = the bundle's rate),
-    max_obs_age_s, state_topic, joint_names, report_every_s, act_on_state, max_image_age_s."""
+    max_obs_age_s, state_topic, joint_names, startup_wait_s, report_every_s, act_on_state,
+    max_image_age_s."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_policy")
@@ -95,6 +96,11 @@ class PolicyNode(Node):
             raise ConfigError(
                 f"{len(self.joint_names)} joint_names for a bundle whose state has {self.state_dim} dims"
             )
+        wait_s = declare(
+            self, "startup_wait_s", float, 10.0, "joint_names: wait this long for a state to check them"
+        )
+        if self.joint_names:
+            self._check_joint_names(state_topic, wait_s)
         # camera -> (H, W, 3) the bundle was trained on; images come on /robot_rl/camera/<name>/image_raw
         self.cameras = {cam: tuple(shape) for cam, shape in meta["obs_spec"].get("cameras", {}).items()}
         self.max_image_age = positive(
@@ -153,6 +159,21 @@ class PolicyNode(Node):
             f"{'on every observation' if act_on_state else f'at {self.control_hz:g} Hz'}, state from "
             f"{state_topic}"
         )
+
+    def _check_joint_names(self, topic: str, wait_s: float) -> None:
+        """Configure-time check that every joint of ``joint_names`` is in the robot's state messages: a
+        mismatch stops the node here with one line, not at the first control step. Without a message
+        within ``wait_s`` (the driver not up yet) the check happens at the first step instead."""
+        from rclpy.wait_for_message import wait_for_message
+
+        ok, msg = wait_for_message(JointState, self, topic, qos_profile=sensor_qos(), time_to_wait=wait_s)
+        if not ok:
+            self.get_logger().warning(f"no JointState on {topic} within {wait_s:g} s: joint_names unchecked")
+            return
+        try:
+            joint_state_vector(list(msg.name), list(msg.position), self.joint_names)
+        except KeyError as err:
+            raise ConfigError(str(err).strip("'\"")) from err
 
     def _on_state(self, msg: JointState) -> None:
         with self.lock:

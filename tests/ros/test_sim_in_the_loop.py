@@ -167,3 +167,46 @@ def test_bad_parameters_fail_at_startup_with_one_line(script, params, message):
     assert out.returncode == 2, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], out.stderr[-2000:]
+
+
+def test_policy_joint_names_missing_from_joint_states_fail_at_startup(tmp_path):
+    """A robot whose /joint_states lack a joint of ``joint_names``: the policy node stops while it
+    configures (exit 2, one line), not at its first control step."""
+    import threading
+
+    from sensor_msgs.msg import JointState
+
+    from robot_rl.deploy.bundle import load_policy
+    from tests.ros.bundles import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle")
+    state_dim = int(load_policy(bundle).bundle_meta["obs_spec"]["state_dim"])
+    wanted = [f"joint_{i}" for i in range(state_dim)]
+    have = [*wanted[:-1], "gripper_left"]  # the last wanted joint is missing
+    domain = random.randint(100, 200)
+    rclpy.init(domain_id=domain)
+    node = rclpy.create_node("robot_rl_test_joint_states")
+    pub = node.create_publisher(JointState, "/joint_states", 10)
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            pub.publish(JointState(name=have, position=[0.0] * len(have)))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        exe = Path(sys.executable).parent / "robot-rl-policy-node"
+        params = [f"bundle:={bundle}", "state_topic:=/joint_states", f"joint_names:=[{', '.join(wanted)}]"]
+        args = [str(exe), "--ros-args"] + [x for p in params for x in ("-p", p)]
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        stop.set()
+        thread.join()
+        node.destroy_node()
+        rclpy.shutdown()
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"joints ['{wanted[-1]}'] are not in /joint_states" in errors[0], errors
