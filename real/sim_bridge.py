@@ -278,16 +278,19 @@ class SimBridgeNode(Node):
         stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.last_stamp_s = stamp_to_s(stamp)
         arm, d = self.env.arm, self.env.data
-        # the policy's input first: each publish costs ~0.1 ms of Python, and it all counts as latency
+        # the tcp before the state: the mux clamps the answer to this state with this tcp (the workspace
+        # box), so it must not arrive after the answer (a lockstep rollout would then differ from the
+        # in-process one); then the policy's input, before everything else (each publish costs ~0.1 ms
+        # of Python, and all of it counts as latency)
+        tcp = PointStamped()
+        tcp.header.stamp, tcp.header.frame_id = stamp, "world"
+        tcp.point.x, tcp.point.y, tcp.point.z = (float(v) for v in d.site_xpos[arm.tcp])
+        self.tcp_pub.publish(tcp)
         state = np.asarray(self.obs["state"], dtype=np.float64)
         st = JointState(name=[f"state_{i}" for i in range(state.size)], position=state.tolist())
         st.header.stamp = stamp
         st.header.frame_id = f"{EPISODE_START_FRAME}:{self.episode_seed}" if first else ""
         self.state_pub.publish(st)
-        tcp = PointStamped()
-        tcp.header.stamp, tcp.header.frame_id = stamp, "world"
-        tcp.point.x, tcp.point.y, tcp.point.z = (float(v) for v in d.site_xpos[arm.tcp])
-        self.tcp_pub.publish(tcp)
         js = JointState(name=self.joint_names)
         js.header.stamp = stamp
         js.position = [*d.qpos[arm.qs].tolist(), *d.qpos[arm.finger_qadr].tolist()]

@@ -83,5 +83,10 @@ def test_keyboard_teleop_takes_over_and_ends_the_recorded_episode(tmp_path):
     print(f"recorded episode: {ep.length} steps, {teleop_steps.size} teleop, end {ep.metadata['end_reason']}")
     assert ep.metadata["end_reason"] == "end_episode"
     assert teleop_steps.size >= 8
-    pushed_left = [0.0, 0.25, 0.0, -1.0]  # "left" at speed 0.25, gripper open
-    np.testing.assert_allclose(ep.actions[teleop_steps], [pushed_left] * teleop_steps.size, atol=1e-6)
+    # "left" at speed 0.25 with the gripper open is [0, 0.25, 0, -1]: y and the gripper exactly; x and z
+    # are 0 unless the mux's workspace box moves the tcp back inside (the untrained policy may have
+    # driven it to the box's edge before the takeover): under 0.25 (1 cm at ee_scale 0.04 m)
+    np.testing.assert_allclose(
+        ep.actions[teleop_steps][:, [1, 3]], [[0.25, -1.0]] * teleop_steps.size, atol=1e-6
+    )
+    assert np.abs(ep.actions[teleop_steps][:, [0, 2]]).max() < 0.25, ep.actions[teleop_steps]
