@@ -47,6 +47,7 @@ from robot_rl.envs.wrappers import BASE_ACTION_KEY, InterventionWrapper
 from robot_rl.evaluation import EvalResult, evaluate
 from robot_rl.policies import POLICIES
 from robot_rl.rewards import REWARDS
+from robot_rl.rewards.deferred import find_deferred_reward, relabel_terminal
 from robot_rl.teleop import TELEOP
 
 # config fields a resumed run may change; anything else must match the checkpoint's config
@@ -561,6 +562,13 @@ class Trainer:
         if cfg.teleop is not None:
             env = InterventionWrapper(env, TELEOP.build(cfg.teleop.name, cfg.teleop))
             env.episode = self.episode  # the device's schedule (e.g. decaying interventions) resumes too
+        # a reward model that judges finished episodes in the background: their steps wait in
+        # self._pending_episodes until the verdict arrives (robot_rl/rewards/deferred.py)
+        self._deferred = find_deferred_reward(env)
+        if self._deferred is not None:
+            self._deferred.blocking = False
+        self._held_steps: list[tuple] = []
+        self._pending_episodes: dict[str, list[tuple]] = {}
         total = cfg.train.env_steps
         bar = tqdm(
             total=total,
@@ -592,7 +600,8 @@ class Trainer:
                         action = algo.act(obs, deterministic=False)
                     next_obs, reward, terminated, truncated, info = env.step(action)
                     if info.get("rerecord", False):  # the human discards this episode: nothing is kept
-                        discarded = self.online_buffer.discard_open_episode()
+                        discarded = self.online_buffer.discard_open_episode() + len(self._held_steps)
+                        self._held_steps = []
                         self.env_step += 1  # the robot did move; the budget counts it
                         bar.update(1)
                         logger.log({"train/rerecorded_steps": float(discarded + 1)}, step=self.env_step)
@@ -609,18 +618,79 @@ class Trainer:
                     done = terminated or truncated
                     self.env_step += 1
                     bar.update(1)
+                    if self._deferred is not None:
+                        if done and self._held_steps:
+                            self._pending_episodes[str(info["reward_request_id"])] = self._held_steps
+                            self._held_steps = []
+                        self._store_judged_episodes(self._deferred.poll(), logger)
                     self._learn_after_env_step(sampler, logger, timing)
                     if self.env_step >= total and not done:
                         self.online_buffer.end_episode()  # budget spent mid-episode: close as a time limit
+                        self._held_steps = []  # (an unjudged episode: nothing to learn from)
                         done = True
                 self._end_episode(logger, ep_return, ep_success, info, bursts, self.env_step - episode_start)
                 if self.env_step // cfg.train.checkpoint_every > self._last_checkpoint_bucket:
                     self._last_checkpoint_bucket = self.env_step // cfg.train.checkpoint_every
                     self.save_checkpoint()
+            self._drain_judged_episodes(logger)
         finally:
             bar.close()
             env.close()
         return True
+
+    def _store_judged_episodes(self, results: list[Any], logger: MetricLogger) -> None:
+        """Store the episodes whose verdict arrived, relabelled with it; a flagged verdict is never a
+        reward: that episode is dropped (counted)."""
+        for result in results:
+            steps = self._pending_episodes.pop(result.episode_id, None)
+            if steps is None:
+                continue
+            metrics = {
+                "reward/latency_ms": result.latency_ms,
+                "reward/pending_episodes": len(self._pending_episodes),
+            }
+            if not result.usable:
+                metrics["reward/unscored_episodes"] = 1.0
+                logger.log(metrics, step=self.env_step)
+                continue
+            obs, actions, _, next_obs, terminated, _, intervening = zip(*steps, strict=True)
+            rewards, term, trunc = relabel_terminal(len(steps), bool(terminated[-1]), result)
+            keys = self.online_buffer.obs_shapes
+            self.online_buffer.add_episode(
+                {k: np.stack([o[k] for o in obs]) for k in keys},
+                np.stack(actions),
+                rewards,
+                {k: np.stack([o[k] for o in next_obs]) for k in keys},
+                terminated=term,
+                truncated=trunc,
+                is_intervention=np.asarray(intervening, bool),
+            )
+            if self.cfg.teleop is not None and self.cfg.teleop.into_prior:
+                flags = np.asarray(intervening, bool)
+                starts = np.flatnonzero(flags & ~np.concatenate([[False], flags[:-1]]))
+                for start in starts:  # each contiguous intervention burst, with the relabelled rewards
+                    end = start + int(np.argmin(np.append(flags[start:], False)))
+                    self._add_burst_to_prior(
+                        [
+                            (obs[t], actions[t], rewards[t], next_obs[t], term[t], trunc[t], 0)
+                            for t in range(start, end)
+                        ]
+                    )
+            metrics.update(
+                {"reward/judged_success": float(result.success), "reward/relabelled_episodes": 1.0}
+            )
+            logger.log(metrics, step=self.env_step)
+
+    def _drain_judged_episodes(self, logger: MetricLogger, timeout_s: float = 60.0) -> None:
+        """At the end of training: wait (bounded) for the verdicts still pending and store them."""
+        if self._deferred is None:
+            return
+        t_end = time.monotonic() + timeout_s
+        while self._pending_episodes and time.monotonic() < t_end:
+            self._store_judged_episodes(self._deferred.poll(), logger)
+            time.sleep(0.01)
+        if self._pending_episodes:
+            logger.log({"reward/unjudged_at_end": float(len(self._pending_episodes))}, step=self.env_step)
 
     def _store_step(
         self,
@@ -637,6 +707,9 @@ class Trainer:
         (``bursts``: this episode's intervention steps per burst, added at the episode end)."""
         assert self.online_buffer is not None
         intervening = bool(info.get("is_intervention", False))
+        if getattr(self, "_deferred", None) is not None:  # stored when the episode's verdict arrives
+            self._held_steps.append((obs, executed, reward, next_obs, terminated, truncated, intervening))
+            return
         self.online_buffer.add(
             obs, executed, reward, next_obs, terminated, truncated, is_intervention=intervening
         )
@@ -655,7 +728,10 @@ class Trainer:
             if not self.prior_buffer.num_sampleable:  # no demos: statistics from warm-up data
                 algo.fit_normalizer(self.online_buffer.state_dict()["obs"][STATE_KEY][: self.env_step])
             self._critic_warmup(sampler, logger)
-        if self.env_step > acfg.warmup_env_steps:
+        nothing_to_learn_from = not (self.online_buffer.num_sampleable or self.prior_buffer.num_sampleable)
+        if (
+            self.env_step > acfg.warmup_env_steps and not nothing_to_learn_from
+        ):  # (deferred rewards: none yet)
             for g, batch in enumerate(sampler.sample_utd(acfg.batch_size, acfg.utd, self.rng, self.device)):
                 metrics = algo.update(batch, update_actor=g == acfg.utd - 1)
             if self.env_step % self.cfg.train.log_every == 0:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-NAMESPACES = ("train/", "eval/", "loss/", "timing/", "real/", "charts/", "link/")
+NAMESPACES = ("train/", "eval/", "loss/", "timing/", "real/", "charts/", "link/", "reward/")
 
 
 def check_metric_names(metrics: dict[str, Any]) -> None:

@@ -301,6 +301,9 @@ class StandInRewardConfig:
     score_every: int = 5  # env wrapper: score the prefix every this many steps
     shaping: bool = False  # add potential-based shaping gamma * progress' - progress to the reward
     shaping_gamma: float = 0.99
+    # score each finished episode in the background and relabel its transitions when the verdict
+    # arrives (robot_rl/rewards/deferred.py) instead of scoring prefixes inside env.step
+    deferred: bool = False
 
 
 @REWARDS.register("standin", StandInRewardConfig)
@@ -370,6 +373,11 @@ class StandInReward:
 
     def wrap(self, env: gym.Env) -> gym.Env:
         c = self.cfg
+        if c.deferred:
+            from robot_rl.rewards.deferred import DeferredRewardWrapper, front_camera
+
+            front_camera(env, RENDER)  # (a ConfigError when the task cannot render)
+            return DeferredRewardWrapper(env, self, render_frame)  # the workspace crop it was trained on
         return VideoRewardWrapper(
             env, self, c.score_every, IMAGE, c.shaping, c.shaping_gamma, workspace_crop=True
         )

@@ -167,6 +167,9 @@ class VLMRewardConfig:
     image_size: int = 224
     shaping: bool = False
     shaping_gamma: float = 0.99
+    # score each finished episode in the background (robot_rl/rewards/deferred.py); the learner
+    # relabels the episode when the verdict arrives, so acting never waits for generation
+    deferred: bool = False
 
     def __post_init__(self) -> None:
         check(
@@ -245,6 +248,11 @@ class VLMReward:
         from robot_rl.rewards.standin import VideoRewardWrapper
 
         c = self.cfg
+        if c.deferred:
+            from robot_rl.rewards.deferred import DeferredRewardWrapper, front_camera
+
+            # (generation itself obeys timeout_s)
+            return DeferredRewardWrapper(env, self, front_camera(env, c.image_size))
         return VideoRewardWrapper(env, self, c.score_every, c.image_size, c.shaping, c.shaping_gamma)
 
     def load(self) -> VLMReward:
