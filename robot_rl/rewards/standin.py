@@ -169,17 +169,15 @@ class StandInTrainConfig:
 class StandInRewardNet(nn.Module):
     """(frames uint8 [B, K, H, W, 3], text [B, 64]) -> 5 logits.
 
-    The instruction also names a colour: from the text embedding the model predicts an RGB point and
-    feeds the CNN a fourth channel, how close each pixel is to it (colour-conditioned input, a FiLM of
-    the pixels). Image features: the mean over frames, the last frame's, and last − first (what
-    changed). The text embedding enters twice more: concatenated, and multiplied with the image
-    features."""
+    Image features: the mean over frames, the last frame's, and last − first (what changed). The text
+    embedding enters twice: concatenated, and multiplied with the image features (so "is the object
+    the instruction names the one that moved" is one product away)."""
 
     def __init__(self, channels: int = 32, hidden: int = 128):
         super().__init__()
         c = channels
         self.cnn = nn.Sequential(
-            nn.Conv2d(4, c, 5, stride=2, padding=2),  # RGB + the instruction's colour-match map
+            nn.Conv2d(3, c, 5, stride=2, padding=2),
             nn.ReLU(),
             nn.Conv2d(c, c, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -190,23 +188,15 @@ class StandInRewardNet(nn.Module):
         )
         f = c * POOL * POOL
         self.text = nn.Sequential(nn.Linear(TEXT_BUCKETS, 64), nn.ReLU())
-        # the colour the instruction names, as an RGB point, and how sharply pixels must match it
-        self.colour = nn.Linear(64, 3)
-        self.log_sharpness = nn.Parameter(torch.tensor(3.0))
         self.gate = nn.Linear(64, 3 * f)
         self.head = nn.Sequential(nn.Linear(6 * f + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, k = frames.shape[:2]
-        t = self.text(text)
         x = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
-        # FiLM at the input: a map of the pixels whose colour is close to the one the instruction names
-        # (exp(-sharpness * |rgb - colour|^2)), so the CNN sees where the named object is, or that it is
-        # not in the scene (a wrong instruction)
-        colour = (torch.sigmoid(self.colour(t)) - 0.5).repeat_interleave(k, dim=0)[:, :, None, None]
-        match = torch.exp(-self.log_sharpness.exp() * (x - colour).square().sum(1, keepdim=True))
-        f = self.cnn(torch.cat([x, match], dim=1)).reshape(b, k, -1)
+        f = self.cnn(x).reshape(b, k, -1)
         image = torch.cat([f.mean(1), f[:, -1], f[:, -1] - f[:, 0]], dim=1)
+        t = self.text(text)
         return self.head(torch.cat([image, image * self.gate(t), t], dim=1))
 
 
@@ -263,7 +253,7 @@ def train_standin(
         "clips": n,
         "epochs": cfg.epochs,
         "train_s": time.perf_counter() - t0,
-        "final_loss": float(loss),
+        "final_loss": float(loss.detach()),
     }
 
 
