@@ -185,10 +185,23 @@ def main(argv: list[str] | None = None) -> None:
         description="Run a ROS 2 YAML launch file from launch/ without the ros2 CLI.",
         epilog="example: robot-rl-launch launch/sim_in_the_loop.launch.yaml bundle:=outputs/run/bundle",
     )
-    parser.add_argument("file", help="a *.launch.yaml file")
+    parser.add_argument("file", nargs="?", help="a *.launch.yaml file")
     parser.add_argument("args", nargs="*", help="launch arguments as name:=value")
     parser.add_argument("--print", action="store_true", help="print the node commands and exit")
+    parser.add_argument(
+        "--ament-prefix",
+        metavar="DIR",
+        help="write an ament prefix for `ros2 launch robot_rl <file>` on a ROS 2 machine, then exit",
+    )
     ns = parser.parse_args(argv)
+    if ns.ament_prefix:
+        from robot_rl.cli.ament import write_ament_prefix
+
+        prefix = write_ament_prefix(ns.ament_prefix)
+        print(f"export AMENT_PREFIX_PATH={prefix}:$AMENT_PREFIX_PATH")
+        sys.exit(0)
+    if not ns.file:
+        parser.error("a launch file is required (or --ament-prefix DIR)")
     try:
         overrides = {}
         for item in ns.args:
