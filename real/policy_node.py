@@ -134,10 +134,9 @@ class PolicyNode(Node):
             JointState,
             state_topic,
             self._on_state_and_act if act_on_state else self._on_state,
-            # answering each observation: reliable (as the sim bridge publishes), and only the newest
-            # waits: after a slow step the policy answers the latest state, not a queue of older ones
-            # (lockstep has one observation in flight at a time)
-            command_qos(1) if act_on_state else sensor_qos(),
+            # every observation matters when each one is answered: reliable, as the sim bridge publishes
+            # (after a slow step, queued observations older than max_obs_age_s are skipped)
+            command_qos(10) if act_on_state else sensor_qos(),
             callback_group=control if act_on_state else sensors,
         )
         self.create_subscription(
