@@ -724,14 +724,14 @@ class Trainer:
         updates (the actor on the last); metrics every ``log_every`` env steps."""
         acfg, algo = self.cfg.algo, self.algo
         assert self.online_buffer is not None and self.prior_buffer is not None
-        if self.env_step == acfg.warmup_env_steps:
+        # with deferred rewards (and no demos) the buffers may still be empty: nothing to learn from yet
+        has_data = bool(self.online_buffer.num_sampleable or self.prior_buffer.num_sampleable)
+        if self.env_step == acfg.warmup_env_steps and has_data:
             if not self.prior_buffer.num_sampleable:  # no demos: statistics from warm-up data
-                algo.fit_normalizer(self.online_buffer.state_dict()["obs"][STATE_KEY][: self.env_step])
+                stored = min(self.env_step, len(self.online_buffer))
+                algo.fit_normalizer(self.online_buffer.state_dict()["obs"][STATE_KEY][:stored])
             self._critic_warmup(sampler, logger)
-        nothing_to_learn_from = not (self.online_buffer.num_sampleable or self.prior_buffer.num_sampleable)
-        if (
-            self.env_step > acfg.warmup_env_steps and not nothing_to_learn_from
-        ):  # (deferred rewards: none yet)
+        if self.env_step > acfg.warmup_env_steps and has_data:
             for g, batch in enumerate(sampler.sample_utd(acfg.batch_size, acfg.utd, self.rng, self.device)):
                 metrics = algo.update(batch, update_actor=g == acfg.utd - 1)
             if self.env_step % self.cfg.train.log_every == 0:
