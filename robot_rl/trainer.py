@@ -287,6 +287,10 @@ class Trainer:
         self.history: list[dict[str, float]] = []  # online evaluations: env_step, success_rate
         self._last_checkpoint_bucket = 0
         self.received_seq = -1  # learner role: the last actor episode in this state (train.role=learner)
+        # deferred rewards (set up by the online loop): the episode in progress and those awaiting a verdict
+        self._deferred: Any = None
+        self._held_steps: list[tuple] = []
+        self._pending_episodes: dict[str, list[tuple]] = {}
         if cfg.resume:
             self._restore()
 
@@ -567,8 +571,7 @@ class Trainer:
         self._deferred = find_deferred_reward(env)
         if self._deferred is not None:
             self._deferred.blocking = False
-        self._held_steps: list[tuple] = []
-        self._pending_episodes: dict[str, list[tuple]] = {}
+        self._held_steps, self._pending_episodes = [], {}
         total = cfg.train.env_steps
         bar = tqdm(
             total=total,
@@ -707,7 +710,7 @@ class Trainer:
         (``bursts``: this episode's intervention steps per burst, added at the episode end)."""
         assert self.online_buffer is not None
         intervening = bool(info.get("is_intervention", False))
-        if getattr(self, "_deferred", None) is not None:  # stored when the episode's verdict arrives
+        if self._deferred is not None:  # stored when the episode's verdict arrives
             self._held_steps.append((obs, executed, reward, next_obs, terminated, truncated, intervening))
             return
         self.online_buffer.add(
