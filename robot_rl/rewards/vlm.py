@@ -143,6 +143,20 @@ def result_from_text(
     return score, score_to_progress(score, table), score >= success_score
 
 
+def answer_success_prob(digit_logits: Sequence[float], score: int, success_score: int = 5) -> float:
+    """P(score ≥ success_score) from the logits of the tokens "1".."5" at the step that wrote the
+    answer digit, renormalized over those five tokens. Greedy decoding wrote ``score``, so the result
+    agrees with the verdict up to the tie at 0.5 (a sanity check: the argmax must be ``score``)."""
+    logits = np.asarray(digit_logits, dtype=np.float64)
+    if logits.shape != (5,) or not np.all(np.isfinite(logits)):
+        raise ValueError(f"need 5 finite digit logits, got {logits.tolist()}")
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    if int(np.argmax(p)) + 1 != score:
+        raise ValueError(f"the answer {score} is not the most likely digit ({p.round(3).tolist()})")
+    return float(p[success_score - 1 :].sum())
+
+
 # ----------------------------------------------------------------------------- back-end
 @dataclass(frozen=True)
 class VLMRewardConfig:
@@ -338,12 +352,19 @@ class VLMReward:
             enc = self.inputs(batch).to(self.model.device)
             if "pixel_values_videos" in enc:
                 enc["pixel_values_videos"] = enc["pixel_values_videos"].to(self.model.dtype)
-            kwargs: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "do_sample": False}
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": self.cfg.max_new_tokens,
+                "do_sample": False,
+                "output_scores": True,  # the answer digit's probabilities give success_prob
+                "return_dict_in_generate": True,
+            }
             if self.cfg.timeout_s > 0:
                 kwargs["max_time"] = self.cfg.timeout_s
             with torch.inference_mode():
                 out = self.model.generate(**enc, **kwargs)
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            sequences = out if isinstance(out, torch.Tensor) else out.sequences
+            step_scores = None if isinstance(out, torch.Tensor) else out.scores
+            new_tokens = sequences[:, enc["input_ids"].shape[1] :]
             texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         except Exception as err:  # a model/processor failure is flagged, never raised into the loop
             msg = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -352,7 +373,7 @@ class VLMReward:
         timed_out = self.cfg.timeout_s > 0 and elapsed >= self.cfg.timeout_s
         latency = elapsed * 1e3 / len(batch)
         results = []
-        for (req, idx), text in zip(batch, texts):
+        for row, ((req, idx), text) in enumerate(zip(batch, texts)):
             score, progress, success = result_from_text(
                 text, table=self.table, success_score=self.cfg.success_score
             )
@@ -365,7 +386,7 @@ class VLMReward:
                     score_raw=score,
                     progress=progress,
                     success=success,
-                    success_prob=float(success),  # greedy decoding: no calibrated probability yet
+                    success_prob=self._success_prob(new_tokens[row], step_scores, row, score, success),
                     parse_ok=True,
                     raw_text=text,
                     model_id=self.model_id,
@@ -378,6 +399,28 @@ class VLMReward:
                 )
             )
         return results
+
+    def _success_prob(self, tokens: Any, step_scores: Any, row: int, score: int, success: bool) -> float:
+        """The model's probability of success at the answer digit (:func:`answer_success_prob`).
+
+        The answer digit is the last generated token that spells ``score`` (``"5"``, or ``"Ġ5"`` where
+        the tokenizer merges the space); its rivals are the same token with the other digits. Falls
+        back to 0/1 (the verdict) when generate returned no logits or a rival is not one token."""
+        tokenizer = self.processor.tokenizer
+        raw = tokenizer.convert_ids_to_tokens(tokens.tolist())
+        positions = [j for j, t in enumerate(raw) if t is not None and t.lstrip("Ġ▁ ") == str(score)]
+        if step_scores is None or not positions or positions[-1] >= len(step_scores):
+            return float(success)
+        answer = raw[positions[-1]]
+        rivals = [answer[: -len(str(score))] + str(k) for k in range(1, 6)]
+        ids = tokenizer.convert_tokens_to_ids(rivals)
+        if any(i is None or i == tokenizer.unk_token_id for i in ids) or len(set(ids)) != 5:
+            return float(success)
+        logits = step_scores[positions[-1]][row, ids].float().cpu().numpy()
+        try:
+            return answer_success_prob(logits, score, self.cfg.success_score)
+        except ValueError:  # a logits processor changed the choice: keep the verdict
+            return float(success)
 
 
 def _with_latency(res: RewardResult, latency_ms: float) -> RewardResult:

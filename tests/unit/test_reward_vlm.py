@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 
 import numpy as np
 import pytest
@@ -351,6 +352,56 @@ def test_tiny_qwen3_vl_parses_a_forced_answer(tiny_qwen3_vl, monkeypatch):
         1.0,
     )
     assert res.raw_text.strip() == "ANSWER: 5"
+
+
+def test_answer_success_prob_by_hand():
+    from robot_rl.rewards.vlm import answer_success_prob
+
+    # digits 1..5 with logits (0, 0, 0, 0, ln 4): p = (1, 1, 1, 1, 4) / 8, so P(5) = 0.5
+    assert answer_success_prob([0, 0, 0, 0, math.log(4)], score=5) == pytest.approx(0.5)
+    # success from 4 up: P(4) + P(5) = (2 + 3) / (1 + 1 + 1 + 2 + 3) = 5/8 with logits ln(1,1,1,2,3)
+    logits = np.log([1.0, 1.0, 1.0, 2.0, 3.0])
+    assert answer_success_prob(logits, score=5, success_score=4) == pytest.approx(5 / 8)
+    with pytest.raises(ValueError, match="not the most likely digit"):
+        answer_success_prob(logits, score=2)
+    with pytest.raises(ValueError, match="5 finite digit logits"):
+        answer_success_prob([0.0, float("nan"), 0.0, 0.0, 0.0], score=1)
+
+
+@pytest.mark.skipif(
+    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
+)
+def test_tiny_qwen3_vl_success_prob_comes_from_the_answer_digit(tiny_qwen3_vl, monkeypatch):
+    """generate's per-step logits at the answer digit become success_prob (not the 0/1 verdict)."""
+    import torch
+
+    reward = REWARDS.build(
+        "vlm", VLMRewardConfig(model_path=str(tiny_qwen3_vl), max_frames=2, device="cpu")
+    ).load()
+    tok = reward.processor.tokenizer
+    answer = tok("ANSWER: 5", return_tensors="pt")["input_ids"][0]
+    five = tok.convert_ids_to_tokens(answer[-1].item())  # "Ġ5" here: this tokenizer merges the space
+    digits = tok.convert_tokens_to_ids([five[:-1] + str(k) for k in range(1, 6)])
+    assert five.endswith("5") and len(set(digits)) == 5 and tok.unk_token_id not in digits
+    real_generate = reward.model.generate
+
+    def generate(**kwargs):
+        out = real_generate(**kwargs)  # the real call still runs, with the flags _generate passes
+        assert kwargs["output_scores"] and kwargs["return_dict_in_generate"]
+        rows = kwargs["input_ids"].shape[0]
+        vocab = out.scores[0].shape[-1]
+        scores = []
+        for _ in answer:
+            step = torch.zeros(rows, vocab)
+            step[:, digits[4]] = math.log(4)  # the digit step: P(5) = 4 / (4 + 4) among the digits
+            scores.append(step)
+        seqs = torch.cat([kwargs["input_ids"], answer.expand(rows, -1)], dim=1)
+        return type(out)(sequences=seqs, scores=tuple(scores))
+
+    monkeypatch.setattr(reward.model, "generate", generate)
+    res = reward.score(RewardRequest(_frames(4), "lift the red cube"))
+    assert (res.parse_ok, res.score_raw, res.success) == (True, 5, True)
+    assert res.success_prob == pytest.approx(0.5)
 
 
 @pytest.mark.skipif(
