@@ -7,15 +7,18 @@ the ``vlm`` back-end, so swapping in the real model changes nothing upstream.
 Data (:func:`collect_rollouts`, :func:`make_clips`): Lift rollouts of the scripted expert with action
 noise drawn per episode (about half succeed), the front camera's workspace crop at 64×64, and the
 privileged rubric of every step (``LiftEnv.rubric_score``: 5 lifted, 4 grasped and half-way up,
-3 grasped, 2 within 5 cm, 1 otherwise). Each rollout gives clips labelled like RoboReward's training data:
+3 grasped, 2 within 5 cm, 1 otherwise); a successful rollout goes on ``HOLD_STEPS`` after its
+first success. Each rollout gives clips labelled like RoboReward's training data:
 - the whole episode, labelled by its final step;
 - temporal clipping: prefixes ending at u·T, u ~ U(0.2, 0.9), labelled by their last step;
 - counterfactual instructions: the same clip with the object's colour swapped in the instruction
   (that object is not in the scene: nothing was achieved), label 1.
 
 Model (:class:`StandInRewardNet`): K = 8 frames sampled uniformly with the last one always included; a
-3-layer CNN (32 channels) per frame; the mean over frames and the last frame's features; a hashed
-bag-of-words text embedding (64 buckets); an MLP to 5 logits; cross-entropy, random-shift
+3-layer CNN (32 channels, full resolution in the first layer) per frame read out by a spatial softmax
+(keypoints) and a global max; the instruction as a hashed bag of words (512 buckets) that marks the
+pixels of its colour (a fourth input channel) and scales the first layer (FiLM); the last frame's
+features, last − first and the mean over frames; an MLP to 5 logits; cross-entropy, random-shift
 augmentation. ``robot-rl-bench rewards`` trains and measures it.
 """
 
@@ -41,8 +44,8 @@ from robot_rl.rewards.vlm import progress_table, result_from_text, sample_frame_
 
 META_FILE = "standin.json"
 NUM_FRAMES = 8
-POOL = 4  # the CNN's output grid (POOL x POOL cells per channel)
-TEXT_BUCKETS = 64
+TEXT_BUCKETS = 512  # 64 buckets made 'orange' share one with 'cube' and 'purple' with 'the'
+HOLD_STEPS = 10  # steps recorded after the first success (a demonstration ends shortly after its goal)
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")  # robot_rl.sim.base.COLOURS
 
 
@@ -84,11 +87,16 @@ def render_frame(task_env: Any) -> np.ndarray:
     return preprocess_frame(task_env.render_camera("front", RENDER, RENDER))
 
 
-def collect_rollouts(n_episodes: int, seed: int = 0, max_noise: float = 1.2) -> list[Rollout]:
-    """Scripted-expert Lift rollouts with per-episode noise ~ U(0, max_noise), workspace frames."""
+def collect_rollouts(
+    n_episodes: int, seed: int = 0, max_noise: float = 1.2, hold_steps: int = HOLD_STEPS
+) -> list[Rollout]:
+    """Scripted-expert Lift rollouts with per-episode noise ~ U(0, max_noise), workspace frames.
+
+    A successful rollout goes on for ``hold_steps`` after its first success (or to the time limit):
+    the lifted state is then seen in more than one frame, as in a recorded demonstration."""
     import robot_rl  # noqa: F401  (registers the ids)
 
-    env = gym.make("robot_rl/Lift-v0", terminate_on_success=True)
+    env = gym.make("robot_rl/Lift-v0", terminate_on_success=False)
     rng = np.random.default_rng(seed)
     out = []
     try:
@@ -97,14 +105,17 @@ def collect_rollouts(n_episodes: int, seed: int = 0, max_noise: float = 1.2) -> 
             _, info = env.reset(seed=seed * 100_003 + i)
             task_env = env.unwrapped
             frames, rubric = [render_frame(task_env)], [task_env.rubric_score()]
-            done = False
+            done, succeeded_at = False, None
             while not done:
                 _, _, terminated, truncated, info = env.step(task_env.expert_action(noise=noise))
                 frames.append(render_frame(task_env))
                 rubric.append(task_env.rubric_score())
-                done = terminated or truncated
+                if succeeded_at is None and info["is_success"]:
+                    succeeded_at = len(rubric) - 1
+                held = succeeded_at is not None and len(rubric) - 1 - succeeded_at >= hold_steps
+                done = terminated or truncated or held
             out.append(
-                Rollout(np.stack(frames), np.asarray(rubric), str(info["task"]), bool(info["is_success"]))
+                Rollout(np.stack(frames), np.asarray(rubric), str(info["task"]), succeeded_at is not None)
             )
     finally:
         env.close()
@@ -166,38 +177,59 @@ class StandInTrainConfig:
     seed: int = 0
 
 
-class StandInRewardNet(nn.Module):
-    """(frames uint8 [B, K, H, W, 3], text [B, 64]) -> 5 logits.
+class SpatialSoftmax(nn.Module):
+    """[N, C, H, W] feature maps -> [N, 2C] expected (x, y) of each channel's softmax, in [-1, 1]
+    (Levine et al. 2016): where a small object is, at sub-pixel precision."""
 
-    Image features: the mean over frames, the last frame's, and last − first (what changed). The text
-    embedding enters twice: concatenated, and multiplied with the image features (so "is the object
-    the instruction names the one that moved" is one product away)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p = torch.softmax(x.reshape(n, c, h * w), -1).reshape(n, c, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device)
+        return torch.cat([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], dim=1)
+
+
+class StandInRewardNet(nn.Module):
+    """(frames uint8 [B, K, H, W, 3], text [B, TEXT_BUCKETS]) -> 5 logits.
+
+    The cube is a few pixels wide and an 8 cm lift moves it by a few pixels, so the CNN keeps full
+    resolution in its first layer and reads positions with a spatial softmax (keypoints) next to a
+    global max (what is present). The instruction enters the image path twice: a colour predicted
+    from the text marks matching pixels as a fourth input channel, ``exp(-s |rgb - c|^2)``, and FiLM
+    scales the first layer's channels, so "is the named object the one that moved" is decided where
+    the pixels are. Per frame: keypoints + max; the clip: last frame, last − first, mean over frames."""
 
     def __init__(self, channels: int = 32, hidden: int = 128):
         super().__init__()
         c = channels
-        self.cnn = nn.Sequential(
-            nn.Conv2d(3, c, 5, stride=2, padding=2),
-            nn.ReLU(),
-            nn.Conv2d(c, c, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c, c, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(POOL),  # keep a coarse layout: "lifted" is about where the object is
-            nn.Flatten(),
-        )
-        f = c * POOL * POOL
         self.text = nn.Sequential(nn.Linear(TEXT_BUCKETS, 64), nn.ReLU())
-        self.gate = nn.Linear(64, 3 * f)
-        self.head = nn.Sequential(nn.Linear(6 * f + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
+        self.colour = nn.Linear(64, 3)  # the named colour, RGB in [0, 1] after a sigmoid
+        self.colour_sharpness = nn.Parameter(torch.tensor(2.0))  # log s
+        self.film = nn.Linear(64, 2 * c)
+        nn.init.zeros_(self.film.weight)  # FiLM starts as the identity
+        nn.init.zeros_(self.film.bias)
+        self.conv1 = nn.Conv2d(4, c, 5, stride=1, padding=2)
+        self.convs = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=1, padding=1),
+        )
+        self.keypoints = SpatialSoftmax()
+        f = 3 * c  # 2c keypoint coordinates + c maxima per frame
+        self.head = nn.Sequential(nn.Linear(3 * f + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, k = frames.shape[:2]
-        x = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
-        f = self.cnn(x).reshape(b, k, -1)
-        image = torch.cat([f.mean(1), f[:, -1], f[:, -1] - f[:, 0]], dim=1)
+        rgb = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
         t = self.text(text)
-        return self.head(torch.cat([image, image * self.gate(t), t], dim=1))
+        named = torch.sigmoid(self.colour(t)).repeat_interleave(k, 0)[:, :, None, None]
+        match = torch.exp(-self.colour_sharpness.exp() * (rgb - named).square().sum(1, keepdim=True))
+        gain, bias = self.film(t).repeat_interleave(k, 0)[:, :, None, None].chunk(2, dim=1)
+        h = self.convs(self.conv1(torch.cat([rgb - 0.5, match], 1)) * (1.0 + gain) + bias)
+        feat = torch.cat([self.keypoints(h), h.amax((2, 3))], dim=1).reshape(b, k, -1)
+        clip = torch.cat([feat[:, -1], feat[:, -1] - feat[:, 0], feat.mean(1)], dim=1)
+        return self.head(torch.cat([clip, t], dim=1))
 
 
 def _batch(rollouts: Sequence[Rollout], clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,15 +290,22 @@ def train_standin(
 
 
 @torch.no_grad()
+def predict_probs(
+    model: StandInRewardNet, rollouts: Sequence[Rollout], clips: Sequence[Clip], batch: int = 128
+) -> np.ndarray:
+    """[N, 5] probabilities of the scores 1..5 for each clip."""
+    out = [np.zeros((0, 5), np.float32)]
+    for start in range(0, len(clips), batch):
+        frames, text = _batch(rollouts, clips[start : start + batch])
+        out.append(torch.softmax(model(frames, text), -1).numpy())
+    return np.concatenate(out)
+
+
 def predict_scores(
     model: StandInRewardNet, rollouts: Sequence[Rollout], clips: Sequence[Clip], batch: int = 128
 ) -> np.ndarray:
-    """Argmax 1-5 score of each clip."""
-    out = []
-    for start in range(0, len(clips), batch):
-        frames, text = _batch(rollouts, clips[start : start + batch])
-        out.append(model(frames, text).argmax(1).numpy() + 1)
-    return np.concatenate(out) if out else np.zeros(0, int)
+    """Argmax 1-5 score of each clip (what the model answers)."""
+    return predict_probs(model, rollouts, clips, batch).argmax(1) + 1
 
 
 def save_standin(path: str | Path, model: StandInRewardNet, meta: dict[str, Any]) -> Path:

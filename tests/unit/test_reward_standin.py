@@ -13,7 +13,9 @@ from robot_rl.benchmarks.rewards import spearman
 from robot_rl.rewards.interface import RewardRequest, RewardResult
 from robot_rl.rewards.standin import (
     NUM_FRAMES,
+    TEXT_BUCKETS,
     Rollout,
+    SpatialSoftmax,
     StandInReward,
     StandInRewardConfig,
     StandInRewardNet,
@@ -45,9 +47,26 @@ def test_counterfactual_swaps_the_colour_only():
 
 def test_text_features_are_a_deterministic_bag_of_words():
     a = text_features("Lift the red cube")
-    assert a.shape == (64,) and a.sum() == 4
+    assert a.shape == (TEXT_BUCKETS,) and a.sum() == 4 and (a == 1).sum() == 4  # no shared bucket
     np.testing.assert_array_equal(a, text_features("cube red the lift"))  # order-free, case-free
     assert not np.array_equal(a, text_features("lift the blue cube"))
+
+
+def test_no_two_words_of_the_lift_instructions_share_a_bucket():
+    from robot_rl.rewards.standin import COLOURS
+    from robot_rl.sim.tasks.lift import OBJECTS, TEMPLATES
+
+    words = {w for t in TEMPLATES for w in t.split() if "{" not in w} | set(COLOURS) | set(OBJECTS)
+    buckets = text_features(" ".join(sorted(words)))
+    assert (buckets == 1).sum() == len(words)
+
+
+def test_spatial_softmax_finds_a_peak_by_hand():
+    # one channel peaked at row 1, column 3 of a 3x5 map: x = -1 + 3·(2/4) = 0.5, y = -1 + 1·(2/2) = 0
+    x = torch.full((1, 2, 3, 5), -1e4)
+    x[0, 0, 1, 3] = 0.0
+    x[0, 1] = 0.0  # flat channel: the centre
+    np.testing.assert_allclose(SpatialSoftmax()(x).numpy(), [[0.5, 0.0, 0.0, 0.0]], atol=1e-6)
 
 
 def test_clip_frames_are_uniform_and_keep_the_first_and_last():
@@ -178,3 +197,15 @@ def test_standin_config_is_a_reward_option():
 
     assert "standin" in REWARDS.names() and REWARDS.config_cls("standin")().name == "standin"
     assert replace(StandInRewardConfig(), score_every=2).score_every == 2
+
+
+@pytest.mark.sim
+def test_rollouts_are_recorded_past_the_first_success():
+    pytest.importorskip("mujoco")
+    from robot_rl.rewards.standin import HOLD_STEPS, IMAGE, collect_rollouts
+
+    (ro,) = collect_rollouts(1, seed=0, max_noise=0.0)  # the noiseless expert lifts the cube
+    first = int(np.argmax(ro.rubric == 5))
+    assert ro.success and ro.rubric[first] == 5
+    assert len(ro.frames) == len(ro.rubric) == first + HOLD_STEPS + 1  # the reset frame, then one per step
+    assert ro.frames.shape[1:] == (IMAGE, IMAGE, 3) and ro.rubric[-1] == 5  # still held up
