@@ -155,6 +155,9 @@ def test_registered_and_missing_checkpoint_is_a_clear_error(tmp_path):
 _HAVE_VLM = all(
     importlib.util.find_spec(m) is not None for m in ("transformers", "torchvision", "tokenizers")
 )
+needs_vlm = pytest.mark.skipif(
+    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
+)
 _SPECIAL = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -286,9 +289,12 @@ def _assert_well_formed(res: RewardResult, req: RewardRequest) -> None:
         assert not res.usable
 
 
-@pytest.mark.skipif(
-    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
-)
+def _loaded_tiny(path, **overrides):
+    cfg = VLMRewardConfig(model_path=str(path), **{"max_frames": 2, "device": "cpu", **overrides})
+    return REWARDS.build("vlm", cfg).load()
+
+
+@needs_vlm
 def test_tiny_qwen3_vl_end_to_end(tiny_qwen3_vl):
     cfg = VLMRewardConfig(model_path=str(tiny_qwen3_vl), max_frames=4, max_new_tokens=4, device="cpu")
     reward = REWARDS.build("vlm", cfg)
@@ -324,14 +330,10 @@ def test_tiny_qwen3_vl_end_to_end(tiny_qwen3_vl):
     assert out[0].error in ("", "parse") and out[2].error in ("", "parse")  # generation itself ran
 
 
-@pytest.mark.skipif(
-    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
-)
+@needs_vlm
 def test_tiny_qwen3_vl_parses_a_forced_answer(tiny_qwen3_vl, monkeypatch):
     """The decode -> parse -> map path with a model output that is a valid answer."""
-    reward = REWARDS.build(
-        "vlm", VLMRewardConfig(model_path=str(tiny_qwen3_vl), max_frames=2, device="cpu")
-    ).load()
+    reward = _loaded_tiny(tiny_qwen3_vl)
     answer = reward.processor.tokenizer("ANSWER: 5", return_tensors="pt")["input_ids"]
     real_generate = reward.model.generate
 
@@ -368,16 +370,12 @@ def test_answer_success_prob_by_hand():
         answer_success_prob([0.0, float("nan"), 0.0, 0.0, 0.0], score=1)
 
 
-@pytest.mark.skipif(
-    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
-)
+@needs_vlm
 def test_tiny_qwen3_vl_success_prob_comes_from_the_answer_digit(tiny_qwen3_vl, monkeypatch):
     """generate's per-step logits at the answer digit become success_prob (not the 0/1 verdict)."""
     import torch
 
-    reward = REWARDS.build(
-        "vlm", VLMRewardConfig(model_path=str(tiny_qwen3_vl), max_frames=2, device="cpu")
-    ).load()
+    reward = _loaded_tiny(tiny_qwen3_vl)
     tok = reward.processor.tokenizer
     answer = tok("ANSWER: 5", return_tensors="pt")["input_ids"][0]
     five = tok.convert_ids_to_tokens(answer[-1].item())  # "Ġ5" here: this tokenizer merges the space
@@ -404,9 +402,7 @@ def test_tiny_qwen3_vl_success_prob_comes_from_the_answer_digit(tiny_qwen3_vl, m
     assert res.success_prob == pytest.approx(0.5)
 
 
-@pytest.mark.skipif(
-    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
-)
+@needs_vlm
 def test_tiny_qwen3_vl_model_error_is_flagged(tiny_qwen3_vl, monkeypatch):
     reward = REWARDS.build("vlm", VLMRewardConfig(model_path=str(tiny_qwen3_vl), device="cpu")).load()
 
@@ -423,9 +419,7 @@ def test_revision_read_from_config(tmp_path):
     assert VLMReward(VLMRewardConfig(model_path=str(tmp_path))).model_revision == "abc123"
 
 
-@pytest.mark.skipif(
-    not _HAVE_VLM, reason="needs the vlm extra: pip install robot-rl[vlm] (transformers, torchvision)"
-)
+@needs_vlm
 def test_tiny_qwen3_vl_as_the_reward_in_simulation(tiny_qwen3_vl):
     """reward=vlm in the training loop: rendered prefixes go through the real processor and generate
     every ``score_every`` steps; the random tiny model's text does not parse, which is counted and
