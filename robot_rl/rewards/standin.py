@@ -43,6 +43,7 @@ from robot_rl.rewards.interface import RewardRequest, RewardResult, failed_resul
 from robot_rl.rewards.vlm import progress_table, result_from_text, sample_frame_indices
 
 META_FILE = "standin.json"
+ARCH_VERSION = 2  # the keypoint + colour-match model; version 1 (pooled CNN, 64 text buckets) cannot load
 NUM_FRAMES = 8
 TEXT_BUCKETS = 512  # 64 buckets made 'orange' share one with 'cube' and 'purple' with 'the'
 HOLD_STEPS = 10  # steps recorded after the first success (a demonstration ends shortly after its goal)
@@ -310,11 +311,17 @@ def predict_scores(
 
 def save_standin(path: str | Path, model: StandInRewardNet, meta: dict[str, Any]) -> Path:
     """Write the model directory atomically (``model.safetensors`` + ``standin.json``); never pickle."""
-    return save_model_dir(path, model, META_FILE, meta)
+    return save_model_dir(path, model, META_FILE, {**meta, "arch_version": ARCH_VERSION})
 
 
 def load_standin(path: str | Path) -> tuple[StandInRewardNet, dict[str, Any]]:
     state, meta = load_model_dir(path, META_FILE, "a stand-in reward model")
+    version = meta.get("arch_version", 1)
+    if version != ARCH_VERSION:
+        raise ConfigError(
+            f"{path} holds a version-{version} stand-in reward model; this code reads version "
+            f"{ARCH_VERSION}: retrain it (robot-rl-bench rewards --save DIR)"
+        )
     model = StandInRewardNet(int(meta["channels"]), int(meta["hidden"]))
     model.load_state_dict(state)
     return model.eval(), meta

@@ -120,6 +120,12 @@ def test_save_load_round_trip(tmp_path):
 
     with pytest.raises(ConfigError, match="is not a stand-in reward model"):
         load_standin(tmp_path)
+    import json
+
+    meta_file = tmp_path / "m" / "standin.json"
+    meta_file.write_text(json.dumps({"channels": 8, "hidden": 16}))  # written before arch_version
+    with pytest.raises(ConfigError, match="version-1 stand-in reward model"):
+        load_standin(tmp_path / "m")
 
 
 class _Judge:
