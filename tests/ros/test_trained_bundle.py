@@ -18,6 +18,7 @@ pytest.importorskip("mujoco", reason="mujoco not installed (pip install 'robot-r
 
 ROOT = Path(__file__).resolve().parents[2]
 N_EPISODES = 3  # complete episodes compared (seed >= 1: seed 0 may start before the policy is up)
+PROBE_DEPTH = 20_000  # the probe's KEEP_LAST depth for the per-step topics: it must never drop one
 
 
 def _train_lift_bundle(run_dir: Path) -> Path:
@@ -128,8 +129,13 @@ def test_trained_bundle_lifts_the_cube_through_the_ros_graph(tmp_path):
             if stamp is not None:
                 answered.add(stamp)
 
-        node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", on_command, 100)
-        node.create_subscription(JointState, "/robot_rl/observation/state", on_state, 100)
+        # Deep reader queues: DDS fills them on its own threads while this Python loop may lag far behind
+        # on a loaded machine; with depth 100 a lag of 100 messages once dropped observations (an episode
+        # counted 94 steps instead of 100). A 120 s run publishes a few thousand of each.
+        node.create_subscription(
+            Float64MultiArray, "/forward_position_controller/commands", on_command, PROBE_DEPTH
+        )
+        node.create_subscription(JointState, "/robot_rl/observation/state", on_state, PROBE_DEPTH)
 
         t0 = time.monotonic()
 
