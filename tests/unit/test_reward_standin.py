@@ -90,6 +90,20 @@ def test_clip_labels_follow_the_rubric():
     assert clips[0].label == 5 and all(4 <= c.t_end <= 18 for c in clips[1:4])  # u in [0.2, 0.9]
 
 
+def test_several_counterfactuals_per_clip_are_distinct_colours():
+    clips = make_clips([_rollout()], seed=0, prefixes=1, counterfactual_prefixes=True, counterfactuals=3)
+    wrong = [c for c in clips if c.kind == "counterfactual"]
+    assert len(wrong) == 6 and all(c.label == 1 and "red" not in c.task for c in wrong)
+    for t_end in {c.t_end for c in clips}:  # three different colours for each of the two clips
+        assert len({c.task for c in wrong if c.t_end == t_end}) == 3
+    # one per clip draws exactly what the benchmark's held-out clips always drew
+    assert make_clips([_rollout()], seed=4) == make_clips([_rollout()], seed=4, counterfactuals=1)
+    from robot_rl.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="counterfactuals must be in"):
+        make_clips([_rollout()], counterfactuals=6)
+
+
 def _backend() -> StandInReward:
     torch.manual_seed(0)
     return StandInReward(StandInRewardConfig(), model=StandInRewardNet(channels=8, hidden=16).eval())
@@ -215,3 +229,24 @@ def test_rollouts_are_recorded_past_the_first_success():
     assert ro.success and ro.rubric[first] == 5
     assert len(ro.frames) == len(ro.rubric) == first + HOLD_STEPS + 1  # the reset frame, then one per step
     assert ro.frames.shape[1:] == (IMAGE, IMAGE, 3) and ro.rubric[-1] == 5  # still held up
+
+
+@pytest.mark.sim
+def test_noisy_successes_are_held_without_noise_and_end_in_success():
+    pytest.importorskip("mujoco")
+    from robot_rl.rewards.standin import HOLD_STEPS, collect_rollouts
+
+    rollouts = collect_rollouts(4, seed=1, max_noise=1.2)
+    assert any(ro.success for ro in rollouts)
+    for ro in rollouts:
+        assert ro.success == (ro.rubric[-1] == 5)  # a success video ends in success
+        if (ro.rubric == 5).any():
+            first = int(np.argmax(ro.rubric == 5))
+            assert (ro.rubric[first:] == 5).all() and len(ro.rubric) - 1 - first <= HOLD_STEPS
+
+
+def test_rewards_benchmark_rejects_a_bad_counterfactual_count_before_rendering(capsys):
+    from robot_rl.benchmarks import rewards
+
+    assert rewards.run(["--counterfactuals=6"]) == 2
+    assert "--counterfactuals must be in [0, 5]" in capsys.readouterr().err
