@@ -216,9 +216,11 @@ class StandInRewardNet(nn.Module):
     The cube is a few pixels wide and an 8 cm lift moves it by a few pixels, so the CNN keeps full
     resolution in its first layer and reads positions with a spatial softmax (keypoints) next to a
     global max (what is present). The instruction enters the image path twice: a colour predicted
-    from the text marks matching pixels as a fourth input channel, ``exp(-s |rgb - c|^2)``, and FiLM
-    scales the first layer's channels, so "is the named object the one that moved" is decided where
-    the pixels are. Per frame: keypoints + max; the clip: last frame, last − first, mean over frames."""
+    from the text marks matching pixels as extra input channels, ``exp(-s |rgb - c|^2)`` at the
+    sharpnesses of ``MATCH_LOG_SHARPNESS``, and FiLM scales the first layer's channels, so "is the
+    named object the one that moved" is decided where the pixels are. Per frame: keypoints + max; the
+    clip: last frame, last − first, mean over frames, and each match map's maximum (the named colour
+    in view) in the last frame and in any frame."""
 
     def __init__(self, channels: int = 32, hidden: int = 128):
         super().__init__()
