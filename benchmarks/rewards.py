@@ -106,13 +106,13 @@ def run(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from robot_rl.rewards.standin import COLOURS
+    from robot_rl.core.errors import ConfigError
+    from robot_rl.rewards.standin import check_counterfactuals
 
-    if not 0 <= args.counterfactuals < len(COLOURS):  # checked before minutes of rendering
-        print(
-            f"error: --counterfactuals must be in [0, {len(COLOURS) - 1}], got {args.counterfactuals}",
-            file=sys.stderr,
-        )
+    try:
+        check_counterfactuals(args.counterfactuals)  # before minutes of rendering
+    except ConfigError as err:
+        print(f"error: --{err}", file=sys.stderr)
         return 2
 
     from robot_rl.rewards.standin import (

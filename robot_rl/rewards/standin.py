@@ -140,6 +140,12 @@ def counterfactual_task(task: str, rng: np.random.Generator) -> str | None:
     return None
 
 
+def check_counterfactuals(counterfactuals: int) -> None:
+    """Wrong-instruction twins per clip: each names a different colour other than the right one."""
+    if not 0 <= counterfactuals < len(COLOURS):
+        raise ConfigError(f"counterfactuals must be in [0, {len(COLOURS) - 1}], got {counterfactuals}")
+
+
 def make_clips(
     rollouts: Sequence[Rollout],
     seed: int = 0,
@@ -150,8 +156,7 @@ def make_clips(
     """Per rollout: the whole clip, ``prefixes`` temporal clips, and the whole clip with
     ``counterfactuals`` distinct wrong instructions (also each prefix, for training:
     ``counterfactual_prefixes``)."""
-    if not 0 <= counterfactuals < len(COLOURS):
-        raise ConfigError(f"counterfactuals must be in [0, {len(COLOURS) - 1}], got {counterfactuals}")
+    check_counterfactuals(counterfactuals)
     rng = np.random.default_rng(seed)
     clips = []
     for r, ro in enumerate(rollouts):
