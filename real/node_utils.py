@@ -114,6 +114,14 @@ def stamp_to_s(stamp: Any) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def stamp_from_s(t: float) -> Any:
+    """Seconds -> builtin_interfaces/Time (the inverse of :func:`stamp_to_s`)."""
+    from builtin_interfaces.msg import Time
+
+    sec = int(t)
+    return Time(sec=sec, nanosec=min(round((t - sec) * 1e9), 999_999_999))
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 

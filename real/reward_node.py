@@ -9,6 +9,10 @@ result: ``reward_topic`` (Float32: 1.0 for a success verdict, else 0.0), ``succe
 id and revision, latency, the episode's start stamp). A result that failed to parse or timed out is
 published on the result topic only (``parse_ok: false``), never as a reward.
 
+Only whole episodes are scored. An episode whose first image is stamped more than two frame periods
+(``2 / fps``) after its ``start`` event began before the node was listening (or the camera missed its
+start): a judge shown the tail of an episode would call it a failure, so it is logged and skipped.
+
 Back-ends (``model``): ``standin`` (``path``: a trained stand-in directory) or ``vlm`` (``path``: a
 local Qwen3-VL checkpoint).
 """
@@ -46,6 +50,12 @@ from robot_rl.real.node_utils import (  # noqa: E402
 MODELS = ("standin", "vlm")
 
 
+def starts_whole(episode_start: float, first_frame_stamp: float | None, fps: float) -> bool:
+    """True when the episode's first buffered frame (stamps in seconds) lies within two frame periods
+    of its start, i.e. the clip shows the episode from its beginning."""
+    return first_frame_stamp is not None and first_frame_stamp - episode_start <= 2.0 / fps
+
+
 class RewardNode(Node):
     """Parameters: model, path, camera, fps, max_frames, reward_topic, success_topic, timeout_s."""
 
@@ -67,7 +77,8 @@ class RewardNode(Node):
         self.frames: list[np.ndarray] = []
         self.episode_start: float | None = None
         self.task = ""
-        self.scored = self.dropped = 0
+        self.first_frame_stamp: float | None = None
+        self.scored = self.dropped = self.partial = 0
         self.create_subscription(Image, f"/robot_rl/camera/{camera}/image_raw", self._on_image, sensor_qos())
         self.create_subscription(String, "/robot_rl/task", self._on_task, latched_qos())
         self.create_subscription(Header, EPISODE_EVENT_TOPIC, self._on_event, latched_qos(10))
@@ -101,9 +112,12 @@ class RewardNode(Node):
         except ValueError as err:
             self.get_logger().warning(f"dropping an image: {err}", throttle_duration_sec=5.0)
             return
+        stamp = stamp_to_s(msg.header.stamp)
         with self.lock:
-            in_episode = self.episode_start is not None and stamp_to_s(msg.header.stamp) >= self.episode_start
+            in_episode = self.episode_start is not None and stamp >= self.episode_start
             if in_episode and len(self.frames) < self.max_frames:
+                if not self.frames:
+                    self.first_frame_stamp = stamp
                 self.frames.append(image)
 
     def _on_event(self, msg: Header) -> None:
@@ -113,9 +127,17 @@ class RewardNode(Node):
             if msg.frame_id == "start":
                 self.frames, self.episode_start = [], stamp_to_s(msg.stamp)
                 return
-            frames, start = self.frames, self.episode_start
-            self.frames, self.episode_start = [], None
+            frames, start, first = self.frames, self.episode_start, self.first_frame_stamp
+            self.frames, self.episode_start, self.first_frame_stamp = [], None, None
         if not frames or start is None:
+            return
+        if not starts_whole(start, first, self.fps):
+            self.partial += 1
+            late = (first if first is not None else start) - start
+            self.get_logger().info(
+                f"episode {start:.3f} not scored: its first frame came {late:.2f} s after its "
+                "start (the node joined mid-episode or the camera missed the start)"
+            )
             return
         request = RewardRequest(np.stack(frames), self.task, fps=self.fps, episode_id=f"{start:.6f}")
         if not self.scorer.submit(request):  # the queue is full: say so, never wait

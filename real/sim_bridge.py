@@ -57,13 +57,9 @@ from robot_rl.real.node_utils import (  # noqa: E402
     latched_qos,
     positive,
     run_node,
+    stamp_from_s,
     stamp_to_s,
 )
-
-
-def _stamp(t: float) -> Time:
-    sec = int(t)
-    return Time(sec=sec, nanosec=min(round((t - sec) * 1e9), 999_999_999))
 
 
 class SimBridgeNode(Node):
@@ -297,7 +293,7 @@ class SimBridgeNode(Node):
         js.velocity = [*d.qvel[arm.ds].tolist(), *d.qvel[arm.finger_dadr].tolist()]
         self.joint_pub.publish(js)
         if self.clock_pub is not None:
-            self.clock_pub.publish(Clock(clock=_stamp(self.sim_time)))
+            self.clock_pub.publish(Clock(clock=stamp_from_s(self.sim_time)))
         self.success_pub.publish(Bool(data=success))
         self.reward_pub.publish(Float32(data=reward))
         if self.image_pubs and self.episode_steps % self.camera_every == 0:
