@@ -19,9 +19,13 @@ Model (:class:`StandInRewardNet`): K = 8 frames sampled uniformly with the last 
 (keypoints) and a global max; the instruction as a hashed bag of words (512 buckets) that marks the
 pixels of its colour (three match maps of increasing sharpness as extra input channels) and scales
 the first layer (FiLM); the last frame's features, last − first, the mean over frames and the named
-colour's presence (each map's maximum) in the last and in any frame; an MLP to 5 logits;
-cross-entropy, random-shift augmentation, bfloat16 autocast. ``robot-rl-bench rewards`` trains and
-measures it.
+colour's presence (each map's maximum) in the last and in any frame; an MLP to the score's 5 logits.
+A gate reads only the match maps and the text: "the named object is in view". The answer is the
+mixture p = g·q + (1 − g)·[score 1] (:func:`gated_log_probs`): an instruction naming an absent object
+scores 1 whatever happened in the video. Loss: cross-entropy of the mixture plus a binary
+cross-entropy on the gate, whose target (right vs wrong instruction) comes free with every
+counterfactual twin, including the twins of failed clips whose score is 1 either way; random-shift
+augmentation, bfloat16 autocast. ``robot-rl-bench rewards`` trains and measures it.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from robot_rl.rewards.interface import RewardRequest, RewardResult, failed_resul
 from robot_rl.rewards.vlm import progress_table, result_from_text, sample_frame_indices
 
 META_FILE = "standin.json"
-# 3: three colour-match maps and their presence; 2: one match map; 1: pooled CNN, 64 text buckets
-ARCH_VERSION = 3
+# 4: the score gated by "the named object is in view"; 3: three colour-match maps and their presence;
+# 2: one match map; 1: pooled CNN, 64 text buckets
+ARCH_VERSION = 4
 MATCH_LOG_SHARPNESS = (2.0, 3.5, 5.0)  # initial log s of the colour-match maps exp(-s |rgb - c|^2)
 NUM_FRAMES = 8
 TEXT_BUCKETS = 512  # 64 buckets made 'orange' share one with 'cube' and 'purple' with 'the'
@@ -200,6 +205,7 @@ class StandInTrainConfig:
     hidden: int = 128
     shift: int = 4  # random-shift augmentation, pixels
     seed: int = 0
+    gate_weight: float = 1.0  # weight of the gate's binary cross-entropy (right vs wrong instruction)
     bf16: bool = True  # bfloat16 autocast in training: the convolutions ~2x faster on CPUs with AMX
 
 
@@ -215,8 +221,19 @@ class SpatialSoftmax(nn.Module):
         return torch.cat([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], dim=1)
 
 
+def gated_log_probs(score_logits: torch.Tensor, in_view_logit: torch.Tensor) -> torch.Tensor:
+    """log of p(k) = g·q(k) + (1 − g)·[k = 1], with q = softmax(score_logits) [B, 5] and g =
+    sigmoid(in_view_logit) [B]: the score given the named object is in view, or 1 when it is not."""
+    log_q = torch.log_softmax(score_logits, -1)
+    log_g = nn.functional.logsigmoid(in_view_logit)[:, None]
+    log_not_g = nn.functional.logsigmoid(-in_view_logit)
+    first = torch.logaddexp(log_g[:, 0] + log_q[:, 0], log_not_g)
+    return torch.cat([first[:, None], log_g + log_q[:, 1:]], dim=1)
+
+
 class StandInRewardNet(nn.Module):
-    """(frames uint8 [B, K, H, W, 3], text [B, TEXT_BUCKETS]) -> 5 logits.
+    """(frames uint8 [B, K, H, W, 3], text [B, TEXT_BUCKETS]) -> log-probabilities of the scores 1..5
+    (softmax of them gives the probabilities back).
 
     The cube is a few pixels wide and an 8 cm lift moves it by a few pixels, so the CNN keeps full
     resolution in its first layer and reads positions with a spatial softmax (keypoints) next to a
@@ -225,7 +242,8 @@ class StandInRewardNet(nn.Module):
     sharpnesses of ``MATCH_LOG_SHARPNESS``, and FiLM scales the first layer's channels, so "is the
     named object the one that moved" is decided where the pixels are. Per frame: keypoints + max; the
     clip: last frame, last − first, mean over frames, and each match map's maximum (the named colour
-    in view) in the last frame and in any frame."""
+    in view) in the last frame and in any frame. The in-view gate sees only the match maps (maximum
+    and mean, last frame and over frames) and the text."""
 
     def __init__(self, channels: int = 32, hidden: int = 128):
         super().__init__()
@@ -250,8 +268,13 @@ class StandInRewardNet(nn.Module):
         f = 3 * c  # 2c keypoint coordinates + c maxima per frame
         # + the named colour's presence (max of each match map) in the last frame and in any frame
         self.head = nn.Sequential(nn.Linear(3 * f + 2 * m + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
+        self.in_view = nn.Sequential(nn.Linear(4 * m + 64, 32), nn.ReLU(), nn.Linear(32, 1))
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return gated_log_probs(*self.parts(frames, text))
+
+    def parts(self, frames: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score logits [B, 5] given the named object is in view, in-view logit [B])."""
         b, k = frames.shape[:2]
         rgb = frames.reshape(b * k, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
         t = self.text(text)
@@ -259,13 +282,15 @@ class StandInRewardNet(nn.Module):
         distance = (rgb - named).square().sum(1, keepdim=True)  # [BK, 1, H, W]
         match = torch.exp(-self.colour_sharpness.exp()[None, :, None, None] * distance)  # [BK, M, H, W]
         presence = match.amax((2, 3)).reshape(b, k, -1)
+        coverage = match.mean((2, 3)).reshape(b, k, -1)  # the share of pixels of the named colour
         gain, bias = self.film(t).repeat_interleave(k, 0)[:, :, None, None].chunk(2, dim=1)
         h = self.convs(self.conv1(torch.cat([rgb - 0.5, match], 1)) * (1.0 + gain) + bias)
         feat = torch.cat([self.keypoints(h), h.amax((2, 3))], dim=1).reshape(b, k, -1)
         clip = torch.cat(
             [feat[:, -1], feat[:, -1] - feat[:, 0], feat.mean(1), presence[:, -1], presence.amax(1)], dim=1
         )
-        return self.head(torch.cat([clip, t], dim=1))
+        in_view = torch.cat([presence[:, -1], presence.amax(1), coverage[:, -1], coverage.mean(1), t], dim=1)
+        return self.head(torch.cat([clip, t], dim=1)), self.in_view(in_view)[:, 0]
 
 
 def _batch(rollouts: Sequence[Rollout], clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,6 +326,7 @@ def train_standin(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     frames, text = _batch(rollouts, clips)
     labels = torch.tensor([c.label - 1 for c in clips])
+    named_in_view = torch.tensor([float(c.kind != "counterfactual") for c in clips])
     n = len(clips)
     # cross-entropy weighted by 1/sqrt(class frequency): 1s dominate (failures, counterfactuals) and
     # 4s are rare, but the wrong-instruction 1s must still count
@@ -312,8 +338,12 @@ def train_standin(
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = model(_shift(frames[idx], cfg.shift, gen), text[idx])
-            loss = nn.functional.cross_entropy(logits.float(), labels[idx], weight=weights)
+                score_logits, in_view_logit = model.parts(_shift(frames[idx], cfg.shift, gen), text[idx])
+            log_probs = gated_log_probs(score_logits.float(), in_view_logit.float())
+            loss = nn.functional.nll_loss(log_probs, labels[idx], weight=weights)
+            loss = loss + cfg.gate_weight * nn.functional.binary_cross_entropy_with_logits(
+                in_view_logit.float(), named_in_view[idx]
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -21,6 +21,7 @@ from robot_rl.rewards.standin import (
     StandInRewardNet,
     clip_frames,
     counterfactual_task,
+    gated_log_probs,
     load_standin,
     make_clips,
     save_standin,
@@ -250,3 +251,26 @@ def test_rewards_benchmark_rejects_a_bad_counterfactual_count_before_rendering(c
 
     assert rewards.run(["--counterfactuals=6"]) == 2
     assert "--counterfactuals must be in [0, 5]" in capsys.readouterr().err
+
+
+def test_gated_mixture_by_hand():
+    """p = g·q + (1 − g)·[k = 1]: q = (0.5, 0.2, 0.1, 0.1, 0.1) and g = sigmoid(0) = 0.5 give
+    (0.75, 0.1, 0.05, 0.05, 0.05); g -> 0 (the named object is not in view) gives score 1 for sure."""
+    q = torch.tensor([[0.5, 0.2, 0.1, 0.1, 0.1]] * 2)
+    p = gated_log_probs(q.log(), torch.tensor([0.0, -40.0])).exp()
+    assert torch.allclose(p[0], torch.tensor([0.75, 0.1, 0.05, 0.05, 0.05]))
+    assert torch.allclose(p[1], torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]), atol=1e-12)
+    assert torch.allclose(p.sum(1), torch.ones(2))
+
+
+def test_model_answers_normalized_log_probabilities():
+    """forward returns log p of the gated mixture, so softmax(forward) = exp(forward) (the back-end and
+    predict_probs read it with a softmax)."""
+    torch.manual_seed(0)
+    model = StandInRewardNet(channels=4, hidden=8)
+    frames = torch.randint(0, 256, (3, NUM_FRAMES, 16, 16, 3), dtype=torch.uint8)
+    tasks = ("lift the red cube", "lift the blue cube", "x")
+    text = torch.from_numpy(np.stack([text_features(t) for t in tasks]))
+    log_p = model(frames, text)
+    assert torch.allclose(log_p.exp().sum(1), torch.ones(3), atol=1e-6)
+    assert torch.allclose(torch.softmax(log_p, -1), log_p.exp(), atol=1e-6)
