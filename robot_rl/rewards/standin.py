@@ -268,7 +268,7 @@ class StandInRewardNet(nn.Module):
         f = 3 * c  # 2c keypoint coordinates + c maxima per frame
         # + the named colour's presence (max of each match map) in the last frame and in any frame
         self.head = nn.Sequential(nn.Linear(3 * f + 2 * m + 64, hidden), nn.ReLU(), nn.Linear(hidden, 5))
-        self.in_view = nn.Sequential(nn.Linear(4 * m + 64, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.in_view = nn.Sequential(nn.Linear(3 * f + 4 * m + 64, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return gated_log_probs(*self.parts(frames, text))
@@ -289,7 +289,7 @@ class StandInRewardNet(nn.Module):
         clip = torch.cat(
             [feat[:, -1], feat[:, -1] - feat[:, 0], feat.mean(1), presence[:, -1], presence.amax(1)], dim=1
         )
-        in_view = torch.cat([presence[:, -1], presence.amax(1), coverage[:, -1], coverage.mean(1), t], dim=1)
+        in_view = torch.cat([clip, coverage[:, -1], coverage.mean(1), t], dim=1)
         return self.head(torch.cat([clip, t], dim=1)), self.in_view(in_view)[:, 0]
 
 
