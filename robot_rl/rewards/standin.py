@@ -20,12 +20,13 @@ Model (:class:`StandInRewardNet`): K = 8 frames sampled uniformly with the last 
 pixels of its colour (three match maps of increasing sharpness as extra input channels) and scales
 the first layer (FiLM); the last frame's features, last − first, the mean over frames and the named
 colour's presence (each map's maximum) in the last and in any frame; an MLP to the score's 5 logits.
-A gate reads only the match maps and the text: "the named object is in view". The answer is the
-mixture p = g·q + (1 − g)·[score 1] (:func:`gated_log_probs`): an instruction naming an absent object
-scores 1 whatever happened in the video. Loss: cross-entropy of the mixture plus a binary
-cross-entropy on the gate, whose target (right vs wrong instruction) comes free with every
-counterfactual twin, including the twins of failed clips whose score is 1 either way; random-shift
-augmentation, bfloat16 autocast. ``robot-rl-bench rewards`` trains and measures it.
+A gate on the same clip features, the named colour's share of the pixels and the text says "the
+named object is in view". The answer is the mixture p = g·q + (1 − g)·[score 1]
+(:func:`gated_log_probs`): an instruction naming an absent object scores 1 whatever happened in the
+video. Loss: cross-entropy of the mixture plus a binary cross-entropy on the gate, whose target
+(right vs wrong instruction) comes free with every counterfactual twin, including the twins of failed
+clips whose score is 1 either way; random-shift augmentation, bfloat16 autocast.
+``robot-rl-bench rewards`` trains and measures it.
 """
 
 from __future__ import annotations
@@ -242,8 +243,8 @@ class StandInRewardNet(nn.Module):
     sharpnesses of ``MATCH_LOG_SHARPNESS``, and FiLM scales the first layer's channels, so "is the
     named object the one that moved" is decided where the pixels are. Per frame: keypoints + max; the
     clip: last frame, last − first, mean over frames, and each match map's maximum (the named colour
-    in view) in the last frame and in any frame. The in-view gate sees only the match maps (maximum
-    and mean, last frame and over frames) and the text."""
+    in view) in the last frame and in any frame. The in-view gate sees the same clip features, each
+    match map's mean (the share of the named colour, last frame and over frames) and the text."""
 
     def __init__(self, channels: int = 32, hidden: int = 128):
         super().__init__()
