@@ -58,6 +58,17 @@ NUM_FRAMES = 8
 TEXT_BUCKETS = 512  # 64 buckets made 'orange' share one with 'cube' and 'purple' with 'the'
 HOLD_STEPS = 10  # steps recorded after the first success, the expert holding it without noise
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")  # robot_rl.sim.base.COLOURS
+# a colour-name lexicon (everyday RGB of each word, not the simulator's materials): the text -> colour
+# layers start from it, so the match maps mark the named object from the first step
+COLOUR_LEXICON = {
+    "red": (0.9, 0.1, 0.1),
+    "green": (0.1, 0.6, 0.1),
+    "blue": (0.1, 0.2, 0.9),
+    "yellow": (0.95, 0.9, 0.1),
+    "purple": (0.5, 0.1, 0.6),
+    "orange": (1.0, 0.55, 0.0),
+}
+LEXICON_STEPS = 300  # Adam steps of the lexicon fit (a few ms each)
 
 
 # ----------------------------------------------------------------------------- data
@@ -318,12 +329,35 @@ def _shift(frames: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
     return out
 
 
+def init_colour_from_lexicon(
+    model: StandInRewardNet, tasks: Sequence[str], steps: int = LEXICON_STEPS
+) -> float:
+    """Fit the text -> named-colour layers to :data:`COLOUR_LEXICON` on the instructions that name a
+    colour (text only, no images: what a language model knows of colour words); returns the final
+    mean squared error. Training goes on from there and may move the colours to the rendered ones."""
+    named = [
+        (t, COLOUR_LEXICON[w]) for t in sorted(set(tasks)) for w in t.lower().split() if w in COLOUR_LEXICON
+    ]
+    if not named:
+        return float("nan")
+    text = torch.from_numpy(np.stack([text_features(t) for t, _ in named]))
+    target = torch.tensor([rgb for _, rgb in named])
+    opt = torch.optim.Adam([*model.text.parameters(), *model.colour.parameters()], lr=1e-2)
+    for _ in range(steps):
+        loss = (torch.sigmoid(model.colour(model.text(text))) - target).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
 def train_standin(
     rollouts: Sequence[Rollout], clips: Sequence[Clip], cfg: StandInTrainConfig = StandInTrainConfig()
 ) -> tuple[StandInRewardNet, dict[str, Any]]:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = StandInRewardNet(cfg.channels, cfg.hidden)
+    lexicon_mse = init_colour_from_lexicon(model, [c.task for c in clips])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     frames, text = _batch(rollouts, clips)
     labels = torch.tensor([c.label - 1 for c in clips])
@@ -354,6 +388,7 @@ def train_standin(
         "epochs": cfg.epochs,
         "train_s": time.perf_counter() - t0,
         "final_loss": float(loss.detach()),
+        "lexicon_mse": lexicon_mse,
     }
 
 

@@ -12,6 +12,7 @@ import torch
 from robot_rl.benchmarks.rewards import spearman
 from robot_rl.rewards.interface import RewardRequest, RewardResult
 from robot_rl.rewards.standin import (
+    COLOUR_LEXICON,
     NUM_FRAMES,
     TEXT_BUCKETS,
     Rollout,
@@ -22,6 +23,7 @@ from robot_rl.rewards.standin import (
     clip_frames,
     counterfactual_task,
     gated_log_probs,
+    init_colour_from_lexicon,
     load_standin,
     make_clips,
     save_standin,
@@ -274,3 +276,19 @@ def test_model_answers_normalized_log_probabilities():
     log_p = model(frames, text)
     assert torch.allclose(log_p.exp().sum(1), torch.ones(3), atol=1e-6)
     assert torch.allclose(torch.softmax(log_p, -1), log_p.exp(), atol=1e-6)
+
+
+def test_the_named_colour_starts_from_the_lexicon():
+    """The text -> colour layers are fit to the colour-word lexicon before training: each instruction's
+    predicted colour is its word's RGB (within 0.05), whatever else the sentence says."""
+    torch.manual_seed(0)
+    model = StandInRewardNet(channels=4, hidden=8)
+    tasks = ["lift the red cube", "pick up the blue block and raise it", "grasp the orange cube"]
+    assert init_colour_from_lexicon(model, tasks) < 1e-3
+    with torch.no_grad():
+        colours = torch.sigmoid(
+            model.colour(model.text(torch.from_numpy(np.stack([text_features(t) for t in tasks]))))
+        )
+    expected = torch.tensor([COLOUR_LEXICON["red"], COLOUR_LEXICON["blue"], COLOUR_LEXICON["orange"]])
+    assert torch.allclose(colours, expected, atol=0.05), colours
+    assert np.isnan(init_colour_from_lexicon(model, ["lift the cube"]))  # no colour word: nothing to fit
