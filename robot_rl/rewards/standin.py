@@ -57,7 +57,6 @@ MATCH_LOG_SHARPNESS = (2.0, 3.5, 5.0)  # initial log s of the colour-match maps 
 NUM_FRAMES = 8
 TEXT_BUCKETS = 512  # 64 buckets made 'orange' share one with 'cube' and 'purple' with 'the'
 HOLD_STEPS = 10  # steps recorded after the first success, the expert holding it without noise
-COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")  # robot_rl.sim.base.COLOURS
 # a colour-name lexicon (everyday RGB of each word, not the simulator's materials): the text -> colour
 # layers start from it, so the match maps mark the named object from the first step
 COLOUR_LEXICON = {
@@ -69,6 +68,7 @@ COLOUR_LEXICON = {
     "orange": (1.0, 0.55, 0.0),
 }
 LEXICON_STEPS = 300  # Adam steps of the lexicon fit (a few ms each)
+COLOURS = tuple(COLOUR_LEXICON)  # the words robot_rl.sim.base.COLOURS names, in its order
 
 
 # ----------------------------------------------------------------------------- data

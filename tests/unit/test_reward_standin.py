@@ -292,3 +292,9 @@ def test_the_named_colour_starts_from_the_lexicon():
     expected = torch.tensor([COLOUR_LEXICON["red"], COLOUR_LEXICON["blue"], COLOUR_LEXICON["orange"]])
     assert torch.allclose(colours, expected, atol=0.05), colours
     assert np.isnan(init_colour_from_lexicon(model, ["lift the cube"]))  # no colour word: nothing to fit
+
+
+def test_the_lexicon_names_the_simulators_colours_in_its_order():
+    """Counterfactual draws index COLOURS, so its order is part of a seeded run."""
+    sim_base = pytest.importorskip("robot_rl.sim.base", reason="mujoco not installed")
+    assert tuple(sim_base.COLOURS) == tuple(COLOUR_LEXICON)
