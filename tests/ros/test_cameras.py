@@ -79,7 +79,10 @@ def test_policy_acts_on_images_from_the_sim_bridge(tmp_path, pixel_bundle):
 
     launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
     with launched_graph(launch, _launch_args(pixel_bundle, "[front]"), tmp_path, "probe") as (proc, node):
-        seen = _probe(node, proc, 90, until=lambda s: s["sources"].count("policy") >= 30)
+        # wait for images too: discovery may connect the image subscription well after the commands
+        seen = _probe(
+            node, proc, 90, until=lambda s: s["sources"].count("policy") >= 30 and len(s["images"]) >= 40
+        )
         assert proc.poll() is None
     assert seen["sources"].count("policy") >= 30, f"the camera policy did not drive: {set(seen['sources'])}"
     _, frame, image = seen["images"][-1]
