@@ -77,11 +77,14 @@ EPISODE_START_FRAME = "episode_start"
 # --- QoS (ECOSYSTEM §3 item 2) -------------------------------------------------------------------
 
 
-def sensor_qos() -> Any:
-    """Sensor streams (joint states, images): keep-last 5, best effort (reads reliable publishers too)."""
-    from rclpy.qos import qos_profile_sensor_data
+def sensor_qos(depth: int = 5) -> Any:
+    """Sensor streams (joint states, images): keep-last ``depth``, best effort (reads reliable
+    publishers too)."""
+    from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
-    return qos_profile_sensor_data
+    return QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST, depth=depth, reliability=QoSReliabilityPolicy.BEST_EFFORT
+    )
 
 
 def command_qos(depth: int = 1) -> Any:

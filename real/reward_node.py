@@ -79,7 +79,9 @@ class RewardNode(Node):
         self.task = ""
         self.first_frame_stamp: float | None = None
         self.scored = self.dropped = self.partial = 0
-        self.create_subscription(Image, f"/robot_rl/camera/{camera}/image_raw", self._on_image, sensor_qos())
+        # deep: every image of an episode is kept, even while the executor is busy elsewhere
+        image_topic = f"/robot_rl/camera/{camera}/image_raw"
+        self.create_subscription(Image, image_topic, self._on_image, sensor_qos(depth=200))
         self.create_subscription(String, "/robot_rl/task", self._on_task, latched_qos())
         self.create_subscription(Header, EPISODE_EVENT_TOPIC, self._on_event, latched_qos(10))
         self.reward_pub = self.create_publisher(Float32, reward_topic, command_qos(10))
