@@ -13,8 +13,9 @@ Only whole episodes are scored. An episode whose first image is stamped more tha
 (``2 / fps``) after its ``start`` event began before the node was listening (or the camera missed its
 start): a judge shown the tail of an episode would call it a failure, so it is logged and skipped.
 
-Back-ends (``model``): ``standin`` (``path``: a trained stand-in directory) or ``vlm`` (``path``: a
-local Qwen3-VL checkpoint).
+Back-ends (``model``): ``standin`` (``path``: a trained stand-in directory), ``classifier`` (``path``:
+an image success classifier from ``robot-rl-reward-train --camera``; it judges the episode's last
+frame) or ``vlm`` (``path``: a local Qwen3-VL checkpoint).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
     stamp_to_s,
 )
 
-MODELS = ("standin", "vlm")
+MODELS = ("standin", "classifier", "vlm")
 
 
 def starts_whole(episode_start: float, first_frame_stamp: float | None, fps: float) -> bool:
@@ -61,7 +62,7 @@ class RewardNode(Node):
 
     def __init__(self, model_override: Any = None, parameter_overrides: list | None = None) -> None:
         super().__init__("robot_rl_reward", parameter_overrides=parameter_overrides or [])
-        name = choice("model", declare(self, "model", str, "standin", "standin | vlm"), MODELS)
+        name = choice("model", declare(self, "model", str, "standin", "standin | classifier | vlm"), MODELS)
         path = declare(self, "path", str, "", "reward model directory")
         camera = declare(self, "camera", str, "front", "camera whose images are scored")
         self.fps = positive("fps", declare(self, "fps", float, 10.0, "frame rate of the camera, Hz"))
@@ -99,11 +100,16 @@ class RewardNode(Node):
         from robot_rl.rewards import REWARDS
 
         cfg_cls = REWARDS.config_cls(name)
-        field = "path" if name == "standin" else "model_path"
+        field = "model_path" if name == "vlm" else "path"
         try:
-            return REWARDS.build(name, cfg_cls(**{field: path}))
+            model = REWARDS.build(name, cfg_cls(**{field: path}))
         except (OSError, ValueError, ImportError) as err:  # ConfigError is a ValueError
             raise ConfigError(f"cannot load the {name} reward model: {str(err).splitlines()[0]}") from err
+        if name == "classifier" and not model.model.camera:
+            raise ConfigError(
+                f"{path} is a state classifier; the reward node needs one trained on images (--camera)"
+            )
+        return model
 
     def _on_task(self, msg: String) -> None:
         self.task = msg.data

@@ -158,3 +158,20 @@ def test_reward_node_skips_an_episode_it_joined_mid_way():
         rclpy.shutdown()
     assert node.partial == 1 and node.scored == 1
     assert judge.seen == [(60, "lift the red cube")]
+
+
+def test_reward_node_loads_image_classifiers_and_refuses_state_ones(tmp_path):
+    import numpy as np
+
+    from robot_rl.real.node_utils import ConfigError
+    from robot_rl.real.reward_node import RewardNode
+    from robot_rl.rewards.classifier import ClassifierReward, save_classifier, train_classifier
+    from tests.unit.test_reward_classifier import IMAGE_CFG, episode, image_episode
+
+    rng = np.random.default_rng(0)
+    image_model, report = train_classifier([image_episode(rng, i % 2 == 0) for i in range(8)], IMAGE_CFG)
+    loaded = RewardNode._load("classifier", str(save_classifier(tmp_path / "front", image_model, report)))
+    assert isinstance(loaded, ClassifierReward) and loaded.model.camera == "front"
+    state_model, report = train_classifier([episode(rng, i % 2 == 0) for i in range(8)])
+    with pytest.raises(ConfigError, match="is a state classifier"):
+        RewardNode._load("classifier", str(save_classifier(tmp_path / "state", state_model, report)))

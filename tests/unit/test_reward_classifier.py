@@ -124,3 +124,157 @@ def test_reward_train_cli_bad_store_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
     assert not (tmp_path / "clf").exists()  # nothing half-written
+
+
+# ----------------------------------------------------------------------------- image classifiers
+SIZE = 16
+
+
+def square_image(row: float, col: int, size: int = SIZE) -> np.ndarray:
+    """A black image with a 3x3 white square whose top-left corner is at (row, col)."""
+    image = np.zeros((size, size, 3), np.uint8)
+    r = round(row)
+    image[r : r + 3, col : col + 3] = 255
+    return image
+
+
+def image_episode(rng: np.random.Generator, success: bool, steps: int = 12) -> Episode:
+    """A square rises from the bottom; the task is solved while its top row is < 5 (only if ``success``)."""
+    top = 12.0 - np.cumsum(rng.uniform(0.8, 1.2, steps + 1)) * (1.0 if success else 0.4)
+    col = int(rng.integers(0, SIZE - 3))
+    images = np.stack([square_image(max(r, 0.0), col) for r in top])
+    rewards = (np.round(np.maximum(top[1:], 0.0)) < 5).astype(np.float32)
+    states = np.zeros((steps + 1, 1), np.float32)  # nothing to see in the state: only the images tell
+    return Episode(
+        states[:-1],
+        np.zeros((steps, 1), np.float32),
+        rewards,
+        bool(rewards.any()),
+        final_state=states[-1],
+        pixels={"front": images[:-1]},
+        final_pixels={"front": images[-1]},
+    )
+
+
+IMAGE_CFG = ClassifierTrainConfig(
+    camera="front", steps=300, batch_size=32, hidden_dims=[32], cnn_channels=[8, 8], image_feature_dim=16
+)
+
+
+@pytest.fixture(scope="module")
+def image_classifier(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    episodes = [image_episode(rng, success=i % 2 == 0) for i in range(24)]
+    model, report = train_classifier(episodes, IMAGE_CFG)
+    return save_classifier(tmp_path_factory.mktemp("clf") / "front", model, report), episodes, model, report
+
+
+def test_image_labels_are_the_next_images():
+    rng = np.random.default_rng(3)
+    ep = image_episode(rng, success=True, steps=3)
+    x, y, _ = labelled_steps([ep], camera="front")
+    assert x.dtype == np.uint8 and x.shape == (3, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(x[:2], ep.pixels["front"][1:])  # the images after each action
+    np.testing.assert_array_equal(x[2], ep.final_pixels["front"])
+    np.testing.assert_array_equal(y, ep.rewards)
+    with pytest.raises(DataError, match="no 'wrist' images"):
+        labelled_steps([ep], camera="wrist")
+
+
+def test_image_classifier_learns_calibrates_and_round_trips(image_classifier):
+    path, episodes, model, report = image_classifier
+    assert report["precision"] >= 0.9 and report["recall"] >= 0.9  # separable by the square's height
+    loaded, loaded_report = load_classifier(path)
+    assert loaded.camera == "front" and loaded.image_size == SIZE and loaded_report == report
+    x, _, _ = labelled_steps(episodes, camera="front")
+    np.testing.assert_array_equal(loaded.prob(x), model.prob(x))
+
+
+class SquareEnv(gym.Env):
+    """The square task as an env: the action moves the square up; ``pixels`` chooses whether the
+    observation carries ``pixels/front``; the env can always render the camera itself."""
+
+    action_space = gym.spaces.Box(-20, 20, (1,), np.float32)
+    terminate_on_success = True
+
+    def __init__(self, pixels: bool):
+        spaces = {"state": gym.spaces.Box(-10, 10, (1,), np.float32)}
+        if pixels:
+            spaces["pixels/front"] = gym.spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.pixels, self.rendered = pixels, 0
+
+    def render_camera(self, camera, height, width):
+        assert (camera, height, width) == ("front", SIZE, SIZE)
+        self.rendered += 1
+        return square_image(self.top, 6)
+
+    def _obs(self):
+        obs = {"state": np.zeros(1, np.float32)}
+        if self.pixels:
+            obs["pixels/front"] = square_image(self.top, 6)
+        return obs
+
+    def reset(self, seed=None, options=None):
+        self.top = 12.0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.top = float(np.clip(self.top - float(action[0]), 0, 12))
+        success = self.top < 5
+        return self._obs(), float(success), success, False, {"is_success": success}
+
+
+@pytest.mark.parametrize("pixels", [True, False])
+def test_the_image_wrapper_reads_or_renders_the_camera(image_classifier, pixels):
+    path, *_ = image_classifier
+    env = SquareEnv(pixels)
+    wrapped = ClassifierReward(ClassifierRewardConfig(path=str(path))).wrap(env)
+    wrapped.reset()
+    _, reward, terminated, _, info = wrapped.step(np.array([1.0], np.float32))  # top 11: not solved
+    assert reward == 0.0 and not terminated and not info["is_success"]
+    _, reward, terminated, _, info = wrapped.step(np.array([9.0], np.float32))  # top 2: solved
+    assert reward == 1.0 and terminated and info["is_success"]
+    assert env.rendered == (0 if pixels else 2)  # rendered only when the observation lacks the camera
+
+
+def test_an_image_classifier_needs_the_camera_or_a_renderer(image_classifier):
+    path, *_ = image_classifier
+    with pytest.raises(ConfigError, match="needs 'pixels/front'"):
+        ClassifierReward(ClassifierRewardConfig(path=str(path))).wrap(LineEnv())
+
+
+def test_the_image_classifier_scores_frames_behind_the_reward_model_interface(image_classifier):
+    from robot_rl.rewards.interface import RewardModel, RewardRequest
+
+    path, _, model, report = image_classifier
+    reward = ClassifierReward(ClassifierRewardConfig(path=str(path)))
+    assert isinstance(reward, RewardModel)
+    low = np.stack([square_image(12, 6), square_image(11, 6)])
+    high = np.stack([square_image(12, 6), square_image(1, 6)])
+    # a 32 px camera: the last frame is resized to the 16 px the classifier was trained on
+    high_32 = np.stack([square_image(24, 12, 32), square_image(2, 12, 32)])
+    results = reward.score_batch(
+        [
+            RewardRequest(low, "lift"),
+            RewardRequest(high, "lift", episode_id="e2"),
+            RewardRequest(np.zeros((0, SIZE, SIZE, 3), np.uint8), "lift"),
+            RewardRequest(high_32, "lift"),
+        ]
+    )
+    assert not results[0].success and results[0].score_raw == 0 and results[0].parse_ok
+    assert results[1].success and results[1].score_raw == 1 and results[1].episode_id == "e2"
+    assert results[1].success_prob == pytest.approx(float(model.prob(high[-1:])[0]))
+    assert results[1].progress == results[1].success_prob >= report["threshold"]
+    assert results[1].frames_used == [1]
+    assert not results[2].parse_ok and results[2].error == "empty" and not results[2].usable
+    assert results[3].success
+    rng = np.random.default_rng(1)
+    state_model, state_report = train_classifier(
+        [episode(rng, success=i % 2 == 0) for i in range(8)], ClassifierTrainConfig(steps=10, hidden_dims=[8])
+    )
+    state_reward = ClassifierReward(
+        ClassifierRewardConfig(path=str(save_classifier(path.parent / "state", state_model, state_report)))
+    )
+    with pytest.raises(ConfigError, match="state classifier cannot score camera frames"):
+        state_reward.score(RewardRequest(low, "lift"))
