@@ -52,6 +52,7 @@ from robot_rl.core.serialization import load_model_dir, save_model_dir
 from robot_rl.core.types import STATE_KEY
 from robot_rl.policies.encoders import ImageEncoder
 from robot_rl.rewards import REWARDS
+from robot_rl.rewards.calibration import best_f1_threshold
 from robot_rl.rewards.interface import RewardRequest, RewardResult, failed_result
 
 META_FILE = "classifier.json"
@@ -151,32 +152,6 @@ def labelled_steps(episodes: list[Any], camera: str = "") -> tuple[np.ndarray, n
         ys.append((np.asarray(ep.rewards) > 0).astype(np.float32))
         ids.append(np.full(len(ep.rewards), i))
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ids)
-
-
-def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The threshold with the best F1 of ``probs >= τ`` on ``labels``, with its precision and recall.
-
-    Candidate thresholds lie halfway between consecutive distinct probabilities (sorted descending,
-    predicting the top k as successes), so a gap between the classes is cut in its middle rather
-    than at its edge; among equally good cuts the median one is taken."""
-    order = np.argsort(-probs, kind="stable")
-    p, y = probs[order], (labels[order] > 0).astype(np.float64)
-    n_pos = max(float(y.sum()), 1.0)
-    tp = np.cumsum(y)  # predicting the top k (k = index + 1) as successes
-    k = np.arange(1, len(p) + 1, dtype=np.float64)
-    cuts = np.flatnonzero(np.append(p[:-1] > p[1:], True))  # last index of each distinct value
-    precision, recall = tp[cuts] / k[cuts], tp[cuts] / n_pos
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    below = np.append(p[cuts[:-1] + 1], 0.0)  # the next lower probability (0 after the last cut)
-    taus = (p[cuts] + below) / 2
-    plateau = np.flatnonzero(f1 >= f1.max() - 1e-12)
-    i = plateau[(len(plateau) - 1) // 2]
-    return {
-        "threshold": float(taus[i]),
-        "precision": float(precision[i]),
-        "recall": float(recall[i]),
-        "f1": float(f1[i]),
-    }
 
 
 def train_classifier(

@@ -10,7 +10,6 @@ from robot_rl.rewards.classifier import (
     ClassifierReward,
     ClassifierRewardConfig,
     ClassifierTrainConfig,
-    best_f1_threshold,
     labelled_steps,
     load_classifier,
     save_classifier,
@@ -42,22 +41,6 @@ def test_labels_are_the_reward_of_the_step_on_the_next_state():
     np.testing.assert_array_equal(x[:, 0], [1.0, 2.0])  # s_{t+1}
     np.testing.assert_array_equal(y, [0.0, 1.0])
     np.testing.assert_array_equal(ids, [0, 0])
-
-
-def test_best_f1_threshold_by_hand():
-    probs = np.array([0.1, 0.4, 0.6, 0.9])
-    labels = np.array([0, 1, 0, 1])
-    # predicting the top k: k=1 (τ = 0.75): P 1 R 1/2 → F1 0.667; k=2 (τ = 0.5): P 1/2 R 1/2 → 0.5;
-    # k=3 (τ = 0.25): P 2/3 R 1 → 0.8; k=4 (τ = 0.05): P 1/2 R 1 → 0.667
-    best = best_f1_threshold(probs, labels)
-    assert best["threshold"] == pytest.approx(0.25) and best["f1"] == pytest.approx(0.8)
-    assert best["precision"] == pytest.approx(2 / 3) and best["recall"] == 1.0
-    # separable classes: the cut lies in the middle of the gap, (0.6 + 0.2) / 2
-    best = best_f1_threshold(np.array([0.1, 0.2, 0.6, 0.7, 0.8]), np.array([0, 0, 1, 1, 1]))
-    assert best["threshold"] == pytest.approx(0.4) and best["f1"] == 1.0
-    # ties: equal probabilities are one cut
-    best = best_f1_threshold(np.array([0.5, 0.5, 0.2]), np.array([1, 1, 0]))
-    assert best["threshold"] == pytest.approx(0.35) and best["precision"] == 1.0
 
 
 def test_train_calibrate_save_load(tmp_path):
