@@ -25,6 +25,7 @@ from robot_rl.core.link import ActorLink, LearnerLink, Outbox
 from robot_rl.core.logging import MetricLogger
 from robot_rl.core.replay import MixedSampler
 from robot_rl.core.serialization import tree_to_bytes, write_atomic_bytes
+from robot_rl.rewards.deferred import find_deferred_reward, relabel_terminal
 
 STEP_KEYS = ("action", "reward", "terminated", "truncated", "is_intervention", "intervention_id")
 
@@ -40,6 +41,55 @@ def episode_message(steps: list[dict[str, Any]], stats: dict[str, float]) -> byt
     }
     tree["action"] = tree["action"].astype(np.float32)
     return tree_to_bytes(tree)
+
+
+class VerdictSender:
+    """The actor's side of deferred rewards (``reward.deferred=true``, robot_rl/rewards/deferred.py):
+    a finished episode waits here for its verdict while the actor goes on acting, and is then put in
+    the outbox relabelled (:func:`relabel_terminal`: reward 1 on the last step of a judged success,
+    which becomes terminal). An episode with a flagged verdict is never sent (``flagged``). Without a
+    deferred reward (``wrapper`` None) episodes go out as they finish."""
+
+    def __init__(self, wrapper: Any, outbox: Any):
+        self.wrapper, self.outbox = wrapper, outbox
+        if wrapper is not None:
+            wrapper.blocking = False  # the actor never waits for the model
+        self.held: dict[str, tuple[list[dict[str, Any]], dict[str, float]]] = {}
+        self.flagged = 0
+
+    def finished(self, steps: list[dict[str, Any]], stats: dict[str, float], info: dict[str, Any]) -> None:
+        """An episode ended (``info``: its last step's): send it, or hold it until judged."""
+        if self.wrapper is None or "reward_request_id" not in info:
+            self.outbox.put(episode_message(steps, stats))
+        else:
+            self.held[str(info["reward_request_id"])] = (steps, stats)
+
+    def poll(self) -> None:
+        """Send the held episodes whose verdict arrived (never blocks)."""
+        if self.wrapper is None:
+            return
+        for result in self.wrapper.poll():
+            held = self.held.pop(result.episode_id, None)
+            if held is None:
+                continue
+            if not result.usable:
+                self.flagged += 1
+                continue
+            steps, stats = held
+            rewards, terminated, truncated = relabel_terminal(len(steps), steps[-1]["terminated"], result)
+            steps = [
+                {**step, "reward": float(r), "terminated": bool(te), "truncated": bool(tr)}
+                for step, r, te, tr in zip(steps, rewards, terminated, truncated, strict=True)
+            ]
+            stats = {**stats, "return": float(rewards.sum()), "judged_success": float(result.success)}
+            self.outbox.put(episode_message(steps, stats))
+
+    def drain(self, timeout_s: float) -> None:
+        """At the end: wait (bounded) for the verdicts still pending and send those episodes."""
+        deadline = time.monotonic() + timeout_s
+        while self.held and time.monotonic() < deadline:
+            self.poll()
+            time.sleep(0.01)
 
 
 def learner_phase(trainer: Any, logger: MetricLogger) -> bool:
@@ -124,6 +174,7 @@ def run_actor(cfg: Any) -> dict[str, Any]:
     outbox = Outbox(run_dir / "spool", cfg.train.actor_queue)
     link = ActorLink(cfg.train.address, cfg.train.authkey, outbox).start()
     env = trainer._make_online_env()
+    sender = VerdictSender(find_deferred_reward(env), outbox)
     if cfg.teleop is not None:
         env = InterventionWrapper(env, TELEOP.build(cfg.teleop.name, cfg.teleop))
     logger = MetricLogger(run_dir, wandb_mode="disabled", config=None)
@@ -142,6 +193,8 @@ def run_actor(cfg: Any) -> dict[str, Any]:
             "resent": link.resent,
             "connections": link.connections,
             "weights_received": has_weights,
+            "awaiting_verdict": len(sender.held),
+            "flagged_verdicts": sender.flagged,
             "done": done,
         }
         write_atomic_bytes(run_dir / "actor_status.json", json.dumps(out).encode())
@@ -194,15 +247,19 @@ def run_actor(cfg: Any) -> dict[str, Any]:
                 ep_return += float(reward)
                 success = success or bool(info.get("is_success", False))
                 obs, done = next_obs, terminated or truncated
+                sender.poll()
             episode += 1
-            if steps:
+            # an episode cut by the budget is sent as a time limit, unless it awaits a verdict it
+            # will never get (deferred rewards: only judged episodes are learned from)
+            if steps and (done or sender.wrapper is None):
                 stats = {"return": ep_return, "success": float(success)}
                 if "interventions" in info:
                     stats.update(
                         interventions=info["interventions"], intervention_steps=info["intervention_steps"]
                     )
-                outbox.put(episode_message(steps, stats))
+                sender.finished(steps, stats, info)
             logger.log({f"link/{k}": float(v) for k, v in status(False).items()}, step=env_step)
+        sender.drain(60.0)
         deadline = time.monotonic() + 600.0  # the learner acknowledges after its final checkpoint
         while outbox.pending() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -197,3 +197,47 @@ def test_trainer_stores_episodes_when_judged_and_drops_flagged_ones(tmp_path, mo
     assert float(np.sum(flat["raw_reward"])) == sum(int(i) % 2 == 0 for i in kept)
     assert int(np.sum(flat["terminated"])) == sum(int(i) % 2 == 0 for i in kept)
     assert not trainer._pending_episodes
+
+
+def test_the_actor_sends_each_episode_when_judged_relabelled_and_never_a_flagged_one():
+    """Actor/learner split: the actor acts on while episodes wait for their verdict (VerdictSender)."""
+    from robot_rl.actor_learner import VerdictSender
+    from robot_rl.core.serialization import tree_from_bytes
+
+    class Outbox(list):
+        def put(self, message):
+            self.append(tree_from_bytes(message))
+
+    judge = _SlowJudge()
+    wrapper = DeferredRewardWrapper(_Counter(), judge, _frame)  # blocking by default ...
+    outbox = Outbox()
+    sender = VerdictSender(wrapper, outbox)
+    assert wrapper.blocking is False  # ... the actor's is not
+    for _ in range(3):  # episodes 0 (success), 1 (flagged), 2 (success), while the judge is held up
+        obs, _ = wrapper.reset()
+        steps = []
+        for _ in range(4):
+            next_obs, reward, terminated, truncated, info = wrapper.step(np.zeros(1, np.float32))
+            steps.append(
+                {"obs": obs, "next_obs": next_obs, "action": np.zeros(1), "reward": reward,
+                 "terminated": terminated, "truncated": truncated, "is_intervention": False,
+                 "intervention_id": -1}
+            )  # fmt: skip
+            obs = next_obs
+            sender.poll()
+        sender.finished(steps, {"return": 0.0, "success": 0.0}, info)
+    assert outbox == [] and sorted(sender.held) == ["0", "1", "2"]  # nothing went out unjudged
+    judge.gate.set()
+    sender.drain(5.0)
+    assert sender.held == {} and sender.flagged == 1 and len(outbox) == 2
+    for episode in outbox:  # 0 and 2: judged successes, relabelled as relabel_terminal says
+        np.testing.assert_array_equal(episode["reward"], [0.0, 0.0, 0.0, 1.0])
+        np.testing.assert_array_equal(episode["terminated"], [False, False, False, True])
+        np.testing.assert_array_equal(episode["truncated"], [False] * 4)
+        assert episode["stats"]["return"] == 1.0 and episode["stats"]["judged_success"] == 1.0
+        assert episode["stats"]["success"] == 0.0  # the simulator's truth is kept apart
+    wrapper.close()
+    # without a deferred reward, episodes go out as they finish
+    plain = Outbox()
+    VerdictSender(None, plain).finished(steps, {"return": 0.0, "success": 0.0}, {})
+    assert len(plain) == 1
