@@ -8,7 +8,7 @@ the label of step ``t`` is ``r_t > 0`` and the input is the observation *after* 
 Record them with the expert holding the solved state (``task.terminate_on_success=false``) and keep
 the failures, so both classes are well represented::
 
-    robot-rl-collect task=lift n_episodes=60 expert_noise=0.8 keep_failures=true \\
+    robot-rl-collect task=lift n_episodes=200 expert_noise=0.8 keep_failures=true \\
         task.terminate_on_success=false out=data/lift_reward
     robot-rl-reward-train --store data/lift_reward --out models/lift_success
     robot-rl-train reward=classifier reward.path=models/lift_success
