@@ -15,7 +15,8 @@ the failures, so both classes are well represented::
 
 Model: state normalizer → MLP → one logit, with Gaussian state noise as augmentation; or for images
 the policies' small CNN with a spatial softmax (``robot_rl.policies.encoders.ImageEncoder``) → MLP →
-one logit, with DrQ random shifts as augmentation. Both are trained with class-balanced binary
+one logit (DrQ random shifts as augmentation are available, off by default: see
+``ClassifierTrainConfig.random_shift_pad``). Both are trained with class-balanced binary
 cross-entropy. Calibration: the episodes are split (not the steps), the
 threshold is the one with the best F1 on the held-out episodes, cut halfway between neighbouring
 scores, and precision/recall there are saved with the model (``classifier.json`` +
@@ -99,7 +100,7 @@ class SuccessClassifier(nn.Module):
         image_size: int = 0,
         cnn_channels: list[int] | None = None,
         image_feature_dim: int = 64,
-        random_shift_pad: int = 4,
+        random_shift_pad: int = 0,
     ):
         super().__init__()
         self.state_dim, self.hidden_dims = state_dim, list(hidden_dims)
