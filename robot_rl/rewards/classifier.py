@@ -327,9 +327,9 @@ class ClassifierReward:
         size = self.model.image_size
         last = [resize_square(r.frames[-1], size) for r in reqs if len(r.frames)]
         probs = iter(self.model.prob(np.stack(last)) if last else [])
+        common = {"model_id": self.model_id, "model_revision": self.model_revision, "prompt_hash": ""}
         results = []
         for req in reqs:
-            common = {"model_id": self.model_id, "model_revision": self.model_revision, "prompt_hash": ""}
             if len(req.frames) == 0:
                 results.append(
                     failed_result(
