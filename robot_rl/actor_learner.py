@@ -25,7 +25,7 @@ from robot_rl.core.link import ActorLink, LearnerLink, Outbox
 from robot_rl.core.logging import MetricLogger
 from robot_rl.core.replay import MixedSampler
 from robot_rl.core.serialization import tree_to_bytes, write_atomic_bytes
-from robot_rl.rewards.deferred import find_deferred_reward, relabel_terminal
+from robot_rl.rewards.deferred import find_deferred_reward, pop_judged, relabel_terminal
 
 STEP_KEYS = ("action", "reward", "terminated", "truncated", "is_intervention", "intervention_id")
 
@@ -68,14 +68,10 @@ class VerdictSender:
         """Send the held episodes whose verdict arrived (never blocks)."""
         if self.wrapper is None:
             return
-        for result in self.wrapper.poll():
-            held = self.held.pop(result.episode_id, None)
-            if held is None:
-                continue
+        for (steps, stats), result in pop_judged(self.held, self.wrapper.poll()):
             if not result.usable:
                 self.flagged += 1
                 continue
-            steps, stats = held
             rewards, terminated, truncated = relabel_terminal(len(steps), steps[-1]["terminated"], result)
             steps = [
                 {**step, "reward": float(r), "terminated": bool(te), "truncated": bool(tr)}

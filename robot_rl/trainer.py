@@ -47,7 +47,7 @@ from robot_rl.envs.wrappers import BASE_ACTION_KEY, InterventionWrapper
 from robot_rl.evaluation import EvalResult, evaluate
 from robot_rl.policies import POLICIES
 from robot_rl.rewards import REWARDS
-from robot_rl.rewards.deferred import find_deferred_reward, relabel_terminal
+from robot_rl.rewards.deferred import find_deferred_reward, pop_judged, relabel_terminal
 from robot_rl.teleop import TELEOP
 
 # config fields a resumed run may change; anything else must match the checkpoint's config
@@ -644,10 +644,7 @@ class Trainer:
     def _store_judged_episodes(self, results: list[Any], logger: MetricLogger) -> None:
         """Store the episodes whose verdict arrived, relabelled with it; a flagged verdict is never a
         reward: that episode is dropped (counted)."""
-        for result in results:
-            steps = self._pending_episodes.pop(result.episode_id, None)
-            if steps is None:
-                continue
+        for steps, result in pop_judged(self._pending_episodes, results):
             metrics = {
                 "reward/latency_ms": result.latency_ms,
                 "reward/pending_episodes": len(self._pending_episodes),

@@ -16,6 +16,7 @@ says what succeeded), so every episode runs to its time limit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -43,6 +44,16 @@ def relabel_terminal(
     terminated[-1] = result.success or terminated_by_env
     truncated[-1] = not terminated[-1]
     return rewards, terminated, truncated
+
+
+def pop_judged(held: dict[str, Any], results: list[RewardResult]) -> Iterator[tuple[Any, RewardResult]]:
+    """``(held episode, its result)`` for each result whose episode ``held`` keeps (keyed by request id),
+    popped from ``held`` as it is yielded; flagged results included (check ``result.usable``). Results
+    of episodes not held are ignored."""
+    for result in results:
+        episode = held.pop(result.episode_id, None)
+        if episode is not None:
+            yield episode, result
 
 
 class DeferredRewardWrapper(gym.Wrapper):
