@@ -21,6 +21,13 @@ rollout as in-process; when no command comes for ``lockstep_timeout_s`` (wall ti
 the held command, so a dead policy still shows up as the mux's hold commands. ``/clock`` counts
 sim time in both modes; header stamps are wall time (the watchdogs and stale-observation checks of
 the other nodes run on wall time: a safety timer must not stop when the simulation stalls).
+
+The first episode starts when the graph is ready, not when the bridge is: every topic of
+``wait_for_topics`` (default ``/robot_rl/action``: the policy node creates its publisher once its
+bundle has loaded) has a publisher, something subscribes the observation and a publisher (the command
+mux) is matched to the command topic. Until then the sim does not step and commands are ignored; a log
+line says what it waits for. After ``startup_timeout_s`` it starts anyway, with a warning naming what
+is missing (0 = do not wait). A ``/robot_rl/reset`` call starts an episode at once.
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
 class SimBridgeNode(Node):
     """Parameters: task, control_hz, seed, command_type, command_topic, command_scale, command_offset,
     ee_scale (twist), auto_reset, terminate_on_success, publish_clock, lockstep, lockstep_timeout_s,
-    cameras, image_size, camera_hz."""
+    cameras, image_size, camera_hz, wait_for_topics, startup_timeout_s."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_sim_bridge")
@@ -95,6 +102,19 @@ class SimBridgeNode(Node):
         if self.image_size < 8:
             raise ConfigError(f"parameter 'image_size' must be >= 8, got {self.image_size}")
         self.camera_every = max(1, round(self.control_hz / camera_hz))  # steps between images
+        self.wait_for_topics = declare(
+            self,
+            "wait_for_topics",
+            str,
+            ["/robot_rl/action"],
+            "topics that need a publisher before the first episode starts",
+            True,
+        )
+        self.startup_timeout = declare(
+            self, "startup_timeout_s", float, 60.0, "start anyway after this long, s; 0 = do not wait"
+        )
+        if self.startup_timeout < 0:
+            raise ConfigError(f"parameter 'startup_timeout_s' must be >= 0, got {self.startup_timeout}")
         try:
             import gymnasium as gym
 
@@ -130,11 +150,9 @@ class SimBridgeNode(Node):
         self._reset()
 
         msg_type = {"forward": Float64MultiArray, "joint_trajectory": JointTrajectory, "twist": TwistStamped}
-        self.create_subscription(
-            msg_type[self.command_type],
-            topic or DEFAULT_TOPICS[self.command_type],
-            self._on_command,
-            command_qos(10),
+        self.command_topic = topic or DEFAULT_TOPICS[self.command_type]
+        self.command_sub = self.create_subscription(
+            msg_type[self.command_type], self.command_topic, self._on_command, command_qos(10)
         )
         self.joint_pub = self.create_publisher(JointState, "/joint_states", command_qos(10))
         self.state_pub = self.create_publisher(JointState, "/robot_rl/observation/state", command_qos(10))
@@ -152,9 +170,12 @@ class SimBridgeNode(Node):
             self.create_publisher(Clock, "/clock", command_qos(10)) if self.publish_clock else None
         )
         self.create_service(Trigger, "/robot_rl/reset", self._on_reset)
-        self._publish_start()
+        steady = RosClock(clock_type=ClockType.STEADY_TIME)
+        self.started = False  # the first episode waits for the graph (_on_ready_check)
+        self.created_at = time.monotonic()
+        self.last_waiting_log = ""
+        self.ready_timer = self.create_timer(0.05, self._on_ready_check, clock=steady)
         if self.lockstep:  # commands drive the steps; a steady (wall) timer covers silences
-            steady = RosClock(clock_type=ClockType.STEADY_TIME)
             self.create_timer(self.lockstep_timeout / 4, self._on_lockstep_timer, clock=steady)
         else:
             self.create_timer(1.0 / self.control_hz, self._on_tick)
@@ -189,13 +210,18 @@ class SimBridgeNode(Node):
                 else msg.data
             )
             if len(values) != self.dim:
-                self.get_logger().warning(f"ignoring a command of {len(values)} values; expected {self.dim}")
+                self.get_logger().warning(
+                    f"ignoring a command of {len(values)} values; expected {self.dim}",
+                    throttle_duration_sec=1.0,
+                )
                 return
             a = unscale_command(np.asarray(values), self.scale, self.offset)
         if not np.all(np.isfinite(a)):
-            self.get_logger().warning("ignoring a non-finite command")
+            self.get_logger().warning("ignoring a non-finite command", throttle_duration_sec=1.0)
             return
         with self.lock:
+            if not self.started:
+                return  # no episode yet (the mux's startup holds): nothing to step
             answers = (
                 obs_stamp_of([d.label for d in msg.layout.dim]) if self.command_type == "forward" else None
             )
@@ -213,14 +239,54 @@ class SimBridgeNode(Node):
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self.lock:
-            self._reset()
+            if self.started:
+                self._reset()
+            else:  # the first episode: the reset made at construction (seed `seed`) is the one
+                self._mark_started("a /robot_rl/reset call")
             self._publish_start()
         response.success = True
         response.message = f"reset: {self.info.get('task', '')}"
         return response
 
+    def _missing(self) -> list[str]:
+        """What the graph still lacks before the first episode (empty = ready)."""
+        missing = [f"a publisher on {t}" for t in self.wait_for_topics if self.count_publishers(t) < 1]
+        if self.command_sub.get_publisher_count() < 1:
+            missing.append(f"a command publisher (the command mux) on {self.command_topic}")
+        if self.state_pub.get_subscription_count() < 1:
+            missing.append("a subscriber of /robot_rl/observation/state")
+        return missing
+
+    def _on_ready_check(self) -> None:
+        with self.lock:
+            if self.started:
+                return
+            missing = self._missing()
+            waited = time.monotonic() - self.created_at
+            if not missing:
+                self._mark_started(f"graph ready after {waited:.1f} s")
+            elif waited >= self.startup_timeout:
+                self.get_logger().warning(
+                    f"graph not ready after {waited:.0f} s (missing: {'; '.join(missing)}): starting anyway"
+                )
+                self._mark_started("startup timeout")
+            else:
+                text = "; ".join(missing)
+                if text != self.last_waiting_log:
+                    self.last_waiting_log = text
+                    self.get_logger().info(f"waiting for {text} before the first episode")
+                return
+            self._publish_start()  # the episode reset at construction (seed `seed`)
+
+    def _mark_started(self, why: str) -> None:
+        self.started = True
+        self.ready_timer.cancel()
+        self.get_logger().info(f"{why}: the first episode starts (seed {self.episode_seed})")
+
     def _on_tick(self) -> None:
         with self.lock:
+            if not self.started:
+                return
             if self.done:
                 if not self.auto_reset:
                     self._publish_state(0.0, bool(self.info.get("is_success", False)))
@@ -232,6 +298,8 @@ class SimBridgeNode(Node):
 
     def _on_lockstep_timer(self) -> None:
         with self.lock:
+            if not self.started:
+                return
             if time.monotonic() - self.last_step_wall < self.lockstep_timeout:
                 return
             if self.done:  # keep /robot_rl/success alive; a reset comes from the service (or auto_reset)
