@@ -243,9 +243,18 @@ def episode_from_record(record, path: str = "", cameras: Sequence[str] | None = 
 
 def load_demos(root: str, keep_failures: bool = False, cameras: Sequence[str] | None = None) -> list[Episode]:
     """Episodes of an episode store (successful ones unless ``keep_failures``), loaded one by one,
-    with the images of ``cameras`` (see :func:`episode_from_record`)."""
+    with the images of ``cameras`` (see :func:`episode_from_record`). ``root`` may also be a rosbag2
+    bag (a folder with ``metadata.yaml`` / ``*.mcap`` / ``*.db3``, or an ``.mcap`` file): it is
+    imported in memory with the default rules of ``robot-rl-bag import`` (docs/data.md §5)."""
     from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.data.rosbag import is_bag
 
+    if is_bag(root):
+        from robot_rl.data.rosbag import ImportOptions, load_bag_records
+
+        options = ImportOptions(cameras=None if cameras is None else tuple(cameras))
+        records = [r for r in load_bag_records(root, options) if keep_failures or r.success]
+        return [episode_from_record(r, f"{root} episode {i}", cameras) for i, r in enumerate(records)]
     store = EpisodeStore(root)
     indices = range(len(store)) if keep_failures else store.filter(success=True)
     return [episode_from_record(store[i], f"{root} episode {i}", cameras) for i in indices]
