@@ -2,25 +2,33 @@
 
 Layout written by :func:`export_lerobot` (and read by :func:`import_lerobot`)::
 
-    meta/info.json                                 codebase_version "v3.0", fps, features, totals, templates
+    meta/info.json                                 codebase_version "v3.0", fps (int), features, totals
     meta/stats.json                                per-feature min/max/mean/std/count (+ quantiles, low-dim)
     meta/tasks.parquet                             task string (pandas index "task") -> task_index
-    meta/episodes/chunk-000/file-000.parquet       one row per episode (lengths, offsets, video spans)
+    meta/episodes/chunk-000/file-000.parquet       one row per episode, exactly LeRobot's columns
+                                                   (lengths, offsets, video spans, per-episode stats/*)
+    meta/robot_rl/episodes.parquet                 ours: one row per episode (final observation, success,
+                                                   source, reward_source, metadata)
     data/chunk-000/file-000.parquet                one row per step (all episodes)
     videos/observation.images.<cam>/chunk-000/file-000.mp4   frames of all episodes, concatenated
 
-LeRobot stores ``T`` frames per episode; our episodes hold ``T + 1`` observations. On export the
-observation at step ``t < T`` goes to frame ``t`` and the final observation ``T`` goes to extra
-per-episode columns ``robot_rl/final/<feature>`` of the episodes table (low-dim: list<float32>;
-camera: the raw ``H*W*3`` uint8 bytes), so a round trip through our own exporter is exact for
-everything but the (lossy) video. Datasets from elsewhere lack those columns: the last frame's
-observation is duplicated as the final one and ``metadata["final_observation"] = "duplicated"``.
-The full field mapping is in ``docs/data.md``.
+The episodes table holds LeRobot's columns only, so that LeRobot can append episodes to an
+exported dataset (its next episodes file must have the same columns). LeRobot stores ``T`` frames
+per episode; our episodes hold ``T + 1`` observations. The final observation ``T`` and the other
+per-episode fields LeRobot has no column for go to the sidecar ``meta/robot_rl/episodes.parquet``
+(low-dim: list<float32>; camera: the raw ``H*W*3`` uint8 bytes), so a round trip through our own
+exporter is exact for everything but the (lossy) video. Episodes without a sidecar row (made
+elsewhere, appended by LeRobot, or after LeRobot's ``delete_episodes`` / ``aggregate_datasets``,
+which do not copy the sidecar) get the last frame's observation duplicated as the final one and
+``metadata["final_observation"] = "duplicated"``. Exports of the earlier layout, which kept these
+fields in ``robot_rl/*`` columns of the episodes table, still import. The full field mapping and
+what LeRobot's tools keep are in ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -45,8 +53,12 @@ CHUNKS_SIZE = 1000
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-FINAL_PREFIX = "robot_rl/final/"
+SIDECAR_PATH = "meta/robot_rl/episodes.parquet"
+FINAL_PREFIX = "robot_rl/final/"  # episodes-table columns of the earlier layout (still imported)
+SIDECAR_FINAL_PREFIX = "final/"
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+QUANTILE_KEYS = tuple(f"q{int(q * 100):02d}" for q in QUANTILES)  # q01 q10 q50 q90 q99
+HISTOGRAM_BINS = 5000  # LeRobot's per-episode quantiles come from a histogram of this many bins
 _CODEC_NAMES = {"libx264": "h264", "libx264rgb": "h264", "libsvtav1": "av1", "libaom-av1": "av1"}
 
 
@@ -200,6 +212,93 @@ class _Stats:
         return out
 
 
+# -- per-episode stats (the episodes table's stats/<feature>/<stat> columns) ----------------------
+
+
+def _sample_frame_indices(n: int) -> np.ndarray:
+    """The frames LeRobot samples for an episode's image stats: all below 100 frames, else
+    ``max(100, min(n**0.75, 10000))`` evenly spaced ones."""
+    num = n if n < 100 else max(100, min(int(n**0.75), 10_000))
+    return np.round(np.linspace(0, n - 1, num)).astype(int)
+
+
+def _histogram_quantiles(x: np.ndarray) -> list[np.ndarray]:
+    """Quantiles of each column of ``x`` ``[n, d]`` (float64, ``n >= 2``) as LeRobot estimates
+    them: a histogram of ``HISTOGRAM_BINS`` bins over ``[min - 1e-10, max + 1e-10]``, the bin where
+    the cumulative count first reaches ``q * n``, linear interpolation inside it."""
+    n = len(x)
+    out = np.empty((len(QUANTILES), x.shape[1]))
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        edges = np.linspace(col.min() - 1e-10, col.max() + 1e-10, HISTOGRAM_BINS + 1)
+        cum = np.cumsum(np.histogram(col, bins=edges)[0])
+        for i, q in enumerate(QUANTILES):
+            target = q * n
+            k = int(np.searchsorted(cum, target))
+            if k == 0:
+                out[i, j] = edges[0]
+            elif k >= len(cum):
+                out[i, j] = edges[-1]
+            else:
+                before = cum[k - 1]
+                out[i, j] = edges[k] + (target - before) / (cum[k] - before) * (edges[k + 1] - edges[k])
+    return list(out)
+
+
+def _sample_stats(x: np.ndarray, count: int) -> dict[str, np.ndarray]:
+    """min/max (in ``x``'s dtype), mean/std (population)/quantiles (float64) of each column of
+    ``x`` ``[n, d]``; ``count`` as ``[count]``. One sample: the quantiles are the mean (as LeRobot)."""
+    xf = x.astype(np.float64)
+    stats = {
+        "min": x.min(axis=0),
+        "max": x.max(axis=0),
+        "mean": xf.mean(axis=0),
+        "std": xf.std(axis=0),
+        "count": np.array([count], dtype=np.int64),
+    }
+    quantiles = _histogram_quantiles(xf) if len(x) >= 2 else [stats["mean"].copy() for _ in QUANTILES]
+    stats.update(zip(QUANTILE_KEYS, quantiles))
+    return stats
+
+
+def episode_stats(
+    values: dict[str, np.ndarray], features: dict[str, Any]
+) -> dict[str, dict[str, np.ndarray]]:
+    """One episode's stats per feature, as LeRobot v3.0 computes them when it saves an episode.
+
+    Args:
+        values: feature name -> the episode's values, ``[T]`` or ``[T, d]`` (numeric / bool), or
+            uint8 ``[T, H, W, 3]`` for ``video`` / ``image`` features.
+        features: ``info.json`` features; stats follow its order, ``string`` features are skipped.
+
+    Returns:
+        feature -> ``{min, max, mean, std, count, q01, q10, q50, q90, q99}``. Numeric features:
+        per component, shape ``[d]`` (``[1]`` for scalars), min/max in the column's dtype (float32,
+        int64 or bool), the rest float64, ``count = [T]``. Images: per channel, shape ``[3, 1, 1]``,
+        scaled to [0, 1], over the sampled frames (every frame below 100; frames larger than
+        300 px are strided to about 150 px), ``count`` = number of sampled frames.
+    """
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, ft in features.items():
+        if ft.get("dtype") == "string" or name not in values:
+            continue
+        x = np.asarray(values[name])
+        if ft.get("dtype") in ("video", "image"):
+            frames = x[_sample_frame_indices(len(x))]
+            h, w = frames.shape[1:3]
+            if max(h, w) >= 300:
+                step = int(w / 150) if w > h else int(h / 150)
+                frames = frames[:, ::step, ::step]
+            stats = _sample_stats(frames.reshape(-1, frames.shape[-1]), len(frames))
+            out[name] = {
+                k: v if k == "count" else (np.asarray(v, dtype=np.float64) / 255.0).reshape(-1, 1, 1)
+                for k, v in stats.items()
+            }
+        else:
+            out[name] = _sample_stats(x.reshape(len(x), -1), len(x))
+    return out
+
+
 # -- export --------------------------------------------------------------------------------------
 
 
@@ -212,6 +311,61 @@ def _fixed_list(values: np.ndarray) -> Any:
 
 def _scalar_feature(dtype: str) -> dict[str, Any]:
     return {"dtype": dtype, "shape": [1], "names": None}
+
+
+def _actions_digest(actions: np.ndarray) -> str:
+    """SHA-1 of the float32 action bytes: ties a sidecar row to its episode's data."""
+    return hashlib.sha1(np.ascontiguousarray(actions, dtype="<f4").tobytes()).hexdigest()
+
+
+def _int_fps(fps: float) -> int:
+    """LeRobot keeps ``fps`` as an int (``info.json``, video encoders); a non-integer rate is refused."""
+    if not abs(fps - round(fps)) < 1e-9:
+        raise DataError(
+            f"fps {fps}: LeRobot datasets store an integer fps; pass an integer fps= to export_lerobot"
+        )
+    return round(fps)
+
+
+def _features(spec: dict[str, Any], feature_of: dict[str, str], da: int, vcodec: str, pix_fmt: str, fps: int):
+    """``info.json`` features, in the order of the data columns (cameras are video, not columns)."""
+    features: dict[str, Any] = {}
+    for key, s in spec.items():
+        if key.startswith(PIXELS_PREFIX):
+            h, w, c = s["shape"]
+            features[feature_of[key]] = {
+                "dtype": "video",
+                "shape": [h, w, c],
+                "names": ["height", "width", "channels"],
+                "info": {
+                    "video.height": h,
+                    "video.width": w,
+                    "video.codec": _CODEC_NAMES.get(vcodec, vcodec),
+                    "video.pix_fmt": pix_fmt,
+                    "video.is_depth_map": False,
+                    "video.fps": fps,
+                    "video.channels": c,
+                    "has_audio": False,
+                },
+            }
+        else:
+            n = s["shape"][0]
+            features[feature_of[key]] = {
+                "dtype": "float32",
+                "shape": [n],
+                "names": [f"{key}_{i}" for i in range(n)],
+            }
+    features["action"] = {"dtype": "float32", "shape": [da], "names": [f"action_{i}" for i in range(da)]}
+    features["next.reward"] = _scalar_feature("float32")
+    features["next.done"] = _scalar_feature("bool")
+    features["next.success"] = _scalar_feature("bool")
+    features["timestamp"] = _scalar_feature("float32")
+    for name in ("frame_index", "episode_index", "index", "task_index"):
+        features[name] = _scalar_feature("int64")
+    features["proposed_action"] = dict(features["action"])
+    for name in ("next.terminated", "next.truncated", "is_demo", "is_intervention"):
+        features[name] = _scalar_feature("bool")
+    return features
 
 
 def export_lerobot(
@@ -233,6 +387,7 @@ def export_lerobot(
         store: an :class:`EpisodeStore` or its folder.
         out_dir: the dataset folder to create.
         fps: frame rate written to ``info.json`` and the videos; default the store's ``fps``.
+            Must be a whole number (LeRobot stores fps as an int).
         vcodec, pix_fmt, crf, gop: video encoder settings (PyAV/FFmpeg names). The default H.264
             yuv420p is lossy; ``vcodec="libx264rgb", pix_fmt="rgb24", crf=0`` is lossless.
 
@@ -250,6 +405,7 @@ def export_lerobot(
     fps = fps if fps is not None else store.fps
     if fps is None or not fps > 0:
         raise DataError(f"store {store.root} records no fps; pass fps= to export_lerobot")
+    fps = _int_fps(fps)
     spec = store.obs_spec
     if not spec or len(store) == 0:
         raise DataError(f"store {store.root} has no episodes to export")
@@ -262,6 +418,8 @@ def export_lerobot(
     cameras = [k for k in spec if k.startswith(PIXELS_PREFIX)]
     lowdim = [k for k in spec if not k.startswith(PIXELS_PREFIX)]
     da = int(store.action_dim or 0)
+    features = _features(spec, feature_of, da, vcodec, pix_fmt, fps)
+    video_feats = [feature_of[k] for k in cameras]
 
     tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     if tmp.exists():
@@ -278,35 +436,47 @@ def export_lerobot(
             writers[key] = _VideoWriter(video_file, fps, h, w, vcodec, pix_fmt, crf, gop)
         tasks: dict[str, int] = {}
         stats = _Stats()
-        episode_rows: list[dict[str, Any]] = []
+        episode_columns: dict[str, list[Any]] = {}  # LeRobot's episodes table, column by column
+        sidecar_rows: list[dict[str, Any]] = []
         total = 0
         for ep_index, rec in enumerate(store):
             T = rec.length
             task_index = tasks.setdefault(rec.task, len(tasks))
-            done = rec.terminated | rec.truncated
+            success = np.zeros(T, dtype=np.bool_)
+            success[-1] = rec.success
+            values: dict[str, np.ndarray] = {feature_of[k]: rec.observations[k][:T] for k in spec}
+            values.update(
+                {
+                    "action": rec.actions,
+                    "next.reward": rec.rewards,
+                    "next.done": rec.terminated | rec.truncated,
+                    "next.success": success,
+                    "timestamp": np.arange(T) / fps,  # float64 for the stats, as LeRobot's buffer
+                    "frame_index": np.arange(T, dtype=np.int64),
+                    "episode_index": np.full(T, ep_index, dtype=np.int64),
+                    "index": np.arange(total, total + T, dtype=np.int64),
+                    "task_index": np.full(T, task_index, dtype=np.int64),
+                    "proposed_action": rec.proposed_actions,
+                    "next.terminated": rec.terminated,
+                    "next.truncated": rec.truncated,
+                    "is_demo": rec.is_demo,
+                    "is_intervention": rec.is_intervention,
+                }
+            )
             cols: dict[str, Any] = {}
-            for key in lowdim:
-                cols[feature_of[key]] = _fixed_list(rec.observations[key][:T])
-                stats.add(feature_of[key], rec.observations[key][:T], (0,), keep=True)
-            cols["action"] = _fixed_list(rec.actions)
-            stats.add("action", rec.actions, (0,), keep=True)
-            cols["next.reward"] = pa.array(rec.rewards, type=pa.float32())
-            stats.add("next.reward", rec.rewards[:, None], (0,), keep=True)
-            cols["next.done"] = pa.array(done)
-            cols["timestamp"] = pa.array(np.arange(T, dtype=np.float32) / np.float32(fps))
-            cols["frame_index"] = pa.array(np.arange(T, dtype=np.int64))
-            cols["episode_index"] = pa.array(np.full(T, ep_index, dtype=np.int64))
-            cols["index"] = pa.array(np.arange(total, total + T, dtype=np.int64))
-            cols["task_index"] = pa.array(np.full(T, task_index, dtype=np.int64))
-            cols["proposed_action"] = _fixed_list(rec.proposed_actions)
-            for name in ("terminated", "truncated"):
-                cols[f"next.{name}"] = pa.array(getattr(rec, name))
-            cols["is_demo"] = pa.array(rec.is_demo)
-            cols["is_intervention"] = pa.array(rec.is_intervention)
+            for name, ft in features.items():
+                if ft["dtype"] == "video":
+                    continue
+                v = values[name]
+                cols[name] = _fixed_list(v) if v.ndim == 2 else pa.array(np.asarray(v, dtype=ft["dtype"]))
             table = pa.table(cols)
             if data_writer is None:
                 data_writer = pq.ParquetWriter(str(data_path), table.schema)
             data_writer.write_table(table)
+            for key in lowdim:
+                stats.add(feature_of[key], values[feature_of[key]], (0,), keep=True)
+            stats.add("action", rec.actions, (0,), keep=True)
+            stats.add("next.reward", rec.rewards[:, None], (0,), keep=True)
 
             row: dict[str, Any] = {
                 "episode_index": ep_index,
@@ -318,27 +488,36 @@ def export_lerobot(
                 "dataset_to_index": total + T,
             }
             for key in cameras:
-                frames = rec.observations[key][:T]
+                vkey = feature_of[key]
+                frames = values[vkey]
                 start = writers[key].n
                 writers[key].write(frames)
-                stats.add(
-                    feature_of[key], frames.astype(np.float32) / 255.0, (0, 1, 2), keep=False, shape=(3, 1, 1)
-                )
-                vkey = feature_of[key]
+                stats.add(vkey, frames.astype(np.float32) / 255.0, (0, 1, 2), keep=False, shape=(3, 1, 1))
                 row[f"videos/{vkey}/chunk_index"] = 0
                 row[f"videos/{vkey}/file_index"] = 0
                 row[f"videos/{vkey}/from_timestamp"] = start / fps
                 row[f"videos/{vkey}/to_timestamp"] = (start + T) / fps
+            for name, feature_stats in episode_stats(values, features).items():
+                for stat, value in feature_stats.items():
+                    row[f"stats/{name}/{stat}"] = value.tolist()
             row["meta/episodes/chunk_index"] = 0
             row["meta/episodes/file_index"] = 0
+            for name, value in row.items():
+                episode_columns.setdefault(name, []).append(value)
+
+            side: dict[str, Any] = {
+                "episode_index": ep_index,
+                "length": T,
+                "actions_sha1": _actions_digest(rec.actions),
+                "success": rec.success,
+                "source": rec.source,
+                "reward_source": rec.reward_source,
+                "metadata": json.dumps(rec.metadata),
+            }
             for key in spec:
                 final = rec.observations[key][T]
-                row[FINAL_PREFIX + feature_of[key]] = final.tobytes() if key in cameras else final.tolist()
-            row["robot_rl/success"] = rec.success
-            row["robot_rl/source"] = rec.source
-            row["robot_rl/reward_source"] = rec.reward_source
-            row["robot_rl/metadata"] = json.dumps(rec.metadata)
-            episode_rows.append(row)
+                side[SIDECAR_FINAL_PREFIX + feature_of[key]] = final.tobytes() if key in cameras else final
+            sidecar_rows.append(side)
             total += T
         assert data_writer is not None
         data_writer.close()
@@ -347,71 +526,32 @@ def export_lerobot(
             w.close()
         writers = {}
 
-        episodes_table = pa.Table.from_pylist(episode_rows)
-        for key in lowdim:  # list<double> from Python floats -> list<float32>
-            name = FINAL_PREFIX + feature_of[key]
-            i = episodes_table.schema.get_field_index(name)
-            episodes_table = episodes_table.set_column(
-                i, name, episodes_table.column(name).cast(pa.list_(pa.float32()))
-            )
+        # From Python lists, as LeRobot builds it, so the arrow types are the ones it writes.
         ep_path = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
         ep_path.parent.mkdir(parents=True)
-        pq.write_table(episodes_table, str(ep_path))
+        pq.write_table(pa.Table.from_pydict(episode_columns), str(ep_path))
+        _write_sidecar(tmp / SIDECAR_PATH, sidecar_rows, [feature_of[k] for k in lowdim], video_feats)
         _write_tasks(tmp / "meta" / "tasks.parquet", tasks)
 
-        features: dict[str, Any] = {}
-        for key in lowdim:
-            n = spec[key]["shape"][0]
-            features[feature_of[key]] = {
-                "dtype": "float32",
-                "shape": [n],
-                "names": [f"{key}_{i}" for i in range(n)],
-            }
-        for key in cameras:
-            h, w, c = spec[key]["shape"]
-            features[feature_of[key]] = {
-                "dtype": "video",
-                "shape": [h, w, c],
-                "names": ["height", "width", "channels"],
-                "info": {
-                    "video.height": h,
-                    "video.width": w,
-                    "video.codec": _CODEC_NAMES.get(vcodec, vcodec),
-                    "video.pix_fmt": pix_fmt,
-                    "video.is_depth_map": False,
-                    "video.fps": fps,
-                    "video.channels": c,
-                    "has_audio": False,
-                },
-            }
-        features["action"] = {"dtype": "float32", "shape": [da], "names": [f"action_{i}" for i in range(da)]}
-        features["next.reward"] = _scalar_feature("float32")
-        features["next.done"] = _scalar_feature("bool")
-        features["timestamp"] = _scalar_feature("float32")
-        for name in ("frame_index", "episode_index", "index", "task_index"):
-            features[name] = _scalar_feature("int64")
-        features["proposed_action"] = dict(features["action"])
-        for name in ("next.terminated", "next.truncated", "is_demo", "is_intervention"):
-            features[name] = _scalar_feature("bool")
         info = {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": None,
-            "total_episodes": len(episode_rows),
+            "total_episodes": len(sidecar_rows),
             "total_frames": total,
             "total_tasks": len(tasks),
             "chunks_size": CHUNKS_SIZE,
             "data_files_size_in_mb": 100,
             "video_files_size_in_mb": 200,
             "fps": fps,
-            "splits": {"train": f"0:{len(episode_rows)}"},
+            "splits": {"train": f"0:{len(sidecar_rows)}"},
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if cameras else None,
             "features": features,
             "robot_rl": {
-                "format_version": 1,
+                "format_version": 2,
                 "obs_keys": {feature_of[k]: k for k in spec},
                 "env_id": store.env_id,
-                "final_observation": "episodes table columns " + FINAL_PREFIX + "<feature>",
+                "episodes": SIDECAR_PATH,
             },
         }
         frame_counts = {name: total for name in features}
@@ -429,6 +569,32 @@ def export_lerobot(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _write_sidecar(path: Path, rows: list[dict[str, Any]], lowdim: list[str], video: list[str]) -> None:
+    """``meta/robot_rl/episodes.parquet``: our per-episode fields that LeRobot has no column for."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, Any] = {
+        "episode_index": pa.array([r["episode_index"] for r in rows], type=pa.int64()),
+        "length": pa.array([r["length"] for r in rows], type=pa.int64()),
+        "actions_sha1": pa.array([r["actions_sha1"] for r in rows], type=pa.string()),
+        "success": pa.array([r["success"] for r in rows], type=pa.bool_()),
+    }
+    for name in ("source", "reward_source", "metadata"):
+        columns[name] = pa.array([r[name] for r in rows], type=pa.string())
+    for name in lowdim:
+        finals = [r[SIDECAR_FINAL_PREFIX + name] for r in rows]
+        columns[SIDECAR_FINAL_PREFIX + name] = pa.array(
+            [np.asarray(f, dtype=np.float32) for f in finals], type=pa.list_(pa.float32())
+        )
+    for name in video:
+        columns[SIDECAR_FINAL_PREFIX + name] = pa.array(
+            [r[SIDECAR_FINAL_PREFIX + name] for r in rows], type=pa.binary()
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), str(path))
 
 
 def _write_tasks(path: Path, tasks: dict[str, int]) -> None:
@@ -517,6 +683,67 @@ def _read_tasks(path: Path) -> dict[int, str]:
     return dict(zip(table.column("task_index").to_pylist(), table.column(text_col).to_pylist()))
 
 
+def _read_episode_rows(in_dir: Path) -> list[dict[str, Any]]:
+    """All rows of ``meta/episodes/chunk-*/file-*.parquet``, sorted by episode, without the
+    ``stats/*`` columns. Files may come from different writers (ours, LeRobot's appends, the
+    earlier layout with ``robot_rl/*`` columns): each is read with its own columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    episode_files = sorted((in_dir / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    if not episode_files:
+        raise DataError(f"LeRobot dataset {in_dir} has no meta/episodes/chunk-*/file-*.parquet")
+    rows: list[dict[str, Any]] = []
+    for path in episode_files:
+        try:
+            names = pq.read_schema(str(path)).names
+            table = pq.read_table(str(path), columns=[n for n in names if not n.startswith("stats/")])
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"corrupt parquet file {path}: {err}") from err
+        for row in table.to_pylist():
+            if "episode_index" not in row:
+                raise DataError(f"{path}: missing column 'episode_index'")
+            rows.append(row)
+    rows.sort(key=lambda r: r["episode_index"])
+    return rows
+
+
+def _read_sidecar(in_dir: Path) -> dict[int, dict[str, Any]]:
+    """``meta/robot_rl/episodes.parquet`` by episode index (empty when the file is absent)."""
+    path = in_dir / SIDECAR_PATH
+    if not path.exists():
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for row in _read_parquet(path).to_pylist():
+        out[int(row["episode_index"])] = {
+            "length": row.get("length"),
+            "actions_sha1": row.get("actions_sha1"),
+            "success": row.get("success"),
+            "source": row.get("source"),
+            "reward_source": row.get("reward_source"),
+            "metadata": row.get("metadata"),
+            "final": {
+                k[len(SIDECAR_FINAL_PREFIX) :]: v
+                for k, v in row.items()
+                if k.startswith(SIDECAR_FINAL_PREFIX)
+            },
+        }
+    return out
+
+
+def _extras_from_episode_row(row: dict[str, Any]) -> dict[str, Any] | None:
+    """Our per-episode fields from ``robot_rl/*`` columns of the episodes table (earlier layout)."""
+    if not any(k.startswith("robot_rl/") for k in row):
+        return None
+    return {
+        "success": row.get("robot_rl/success"),
+        "source": row.get("robot_rl/source"),
+        "reward_source": row.get("robot_rl/reward_source"),
+        "metadata": row.get("robot_rl/metadata"),
+        "final": {k[len(FINAL_PREFIX) :]: v for k, v in row.items() if k.startswith(FINAL_PREFIX)},
+    }
+
+
 def import_lerobot(
     in_dir: str | Path,
     store_root: str | Path,
@@ -528,9 +755,12 @@ def import_lerobot(
     """Read a LeRobotDataset v3.0 folder into an episode store (created, or appended to).
 
     Episodes are converted one at a time (data files are cached one at a time, videos are
-    decoded front to back). Columns this project wrote (``proposed_action``, ``is_demo``,
-    ``is_intervention``, ``next.terminated``/``next.truncated``, ``robot_rl/*``) are restored
-    exactly; for datasets from elsewhere the defaults are documented in ``docs/data.md``.
+    decoded front to back). What this project wrote (the ``proposed_action``, ``is_demo``,
+    ``is_intervention``, ``next.terminated`` / ``next.truncated`` columns, the sidecar
+    ``meta/robot_rl/episodes.parquet`` or, from earlier exports, ``robot_rl/*`` columns of the
+    episodes table) is restored exactly; episodes without it (datasets from elsewhere, episodes
+    LeRobot appended) get the defaults documented in ``docs/data.md``. The episodes table may
+    span several files written by different writers.
 
     Args:
         in_dir: the dataset folder (containing ``meta/info.json``).
@@ -538,7 +768,8 @@ def import_lerobot(
         source: ``source`` of episodes that do not record one.
         reward_source: ``reward_source`` of episodes that do not record one (default: ``"sim"``
             when the dataset has ``next.reward``, else ``"none"``).
-        assume_success: ``success`` of episodes that do not record one (LeRobot has no such field).
+        assume_success: ``success`` of episodes that record none (no sidecar row and no
+            ``next.success`` column, whose ``any()`` is used where present).
 
     Returns:
         The :class:`EpisodeStore`.
@@ -563,13 +794,8 @@ def import_lerobot(
         raise DataError(f"{in_dir / 'meta' / 'info.json'}: no 'action' feature")
     video_feats = [n for n in obs_keys if features.get(n, {}).get("dtype") == "video"]
 
-    episode_files = sorted((in_dir / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-    if not episode_files:
-        raise DataError(f"LeRobot dataset {in_dir} has no meta/episodes/chunk-*/file-*.parquet")
-    rows: list[dict[str, Any]] = []
-    for path in episode_files:
-        rows.extend(_read_parquet(path).to_pylist())
-    rows.sort(key=lambda r: r["episode_index"])
+    rows = _read_episode_rows(in_dir)
+    sidecar = _read_sidecar(in_dir)
     tasks = _read_tasks(in_dir / "meta" / "tasks.parquet")
 
     store = EpisodeStore(store_root, create=True, fps=fps, env_id=ours.get("env_id"))
@@ -609,6 +835,22 @@ def import_lerobot(
                 arr = _to_numpy(_frames, name, _file)
                 return arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
 
+            actions = col("action")
+            if actions is None:
+                raise DataError(f"{data_file}: missing column 'action'")
+            extras = sidecar.get(ep)
+            if extras is not None and (
+                extras["length"] != T or extras["actions_sha1"] != _actions_digest(actions.astype(np.float32))
+            ):
+                raise DataError(
+                    f"{in_dir / SIDECAR_PATH}: the row of episode {ep} does not match the dataset's "
+                    "episode (length or actions differ); the dataset was edited without it - delete "
+                    "meta/robot_rl/ to import with the defaults for datasets made elsewhere"
+                )
+            if extras is None:
+                extras = _extras_from_episode_row(row)
+            finals = extras["final"] if extras is not None else {}
+
             observations: dict[str, np.ndarray] = {}
             final_missing = False
             for name, key in obs_keys.items():
@@ -622,7 +864,7 @@ def import_lerobot(
                     values = cursors[name].read(video_file, start, T)
                 else:
                     values = _to_numpy(frames, name, data_file).astype(np.float32)
-                final = row.get(FINAL_PREFIX + name)
+                final = finals.get(name)
                 if final is None:
                     final_missing = True
                     last = values[-1]
@@ -632,19 +874,21 @@ def import_lerobot(
                     last = np.asarray(final, dtype=np.float32)
                 observations[key] = np.concatenate([values, last[None]])
 
-            actions = col("action")
             done = col("next.done", np.zeros(T, dtype=np.bool_)).astype(np.bool_)
             rewards = col("next.reward")
             interventions = col("is_intervention", col("complementary_info.is_intervention"))
             task = row["tasks"][0] if row.get("tasks") else tasks.get(int(col("task_index", [0])[0]), "")
-            metadata = row.get("robot_rl/metadata")
+            extra = extras or {}
+            metadata = extra.get("metadata")
             if metadata is not None:
                 metadata = json.loads(metadata)
             else:
                 metadata = {"lerobot_episode_index": ep}
                 if final_missing:
                     metadata["final_observation"] = "duplicated"
-            success = row.get("robot_rl/success")
+            success = extra.get("success")
+            if success is None and "next.success" in frames.column_names:
+                success = bool(col("next.success").astype(np.bool_).any())
             try:
                 record = EpisodeRecord(
                     observations=observations,
@@ -655,10 +899,10 @@ def import_lerobot(
                     proposed_actions=col("proposed_action"),
                     is_demo=col("is_demo", np.ones(T, dtype=np.bool_)),
                     is_intervention=interventions,
-                    reward_source=row.get("robot_rl/reward_source")
+                    reward_source=extra.get("reward_source")
                     or reward_source
                     or ("sim" if rewards is not None else "none"),
-                    source=row.get("robot_rl/source") or source,
+                    source=extra.get("source") or source,
                     task=task,
                     success=bool(assume_success if success is None else success),
                     metadata=metadata,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -31,8 +32,13 @@ def smooth_frames(n: int, episode: int) -> np.ndarray:
 
 @pytest.fixture
 def store(tmp_path):
+    return make_store(tmp_path / "store")
+
+
+def make_store(root) -> EpisodeStore:
+    """Three episodes (lengths ``LENGTHS``) with state, a 16x16 camera and every per-step field."""
     rng = np.random.default_rng(0)
-    s = EpisodeStore(tmp_path / "store", create=True, fps=10.0, env_id="robot_rl/Lift-v0")
+    s = EpisodeStore(root, create=True, fps=10.0, env_id="robot_rl/Lift-v0")
     for i, T in enumerate(LENGTHS):
         s.append(
             EpisodeRecord(
@@ -145,18 +151,26 @@ def test_lerobot_import_of_foreign_dataset_fills_documented_defaults(store, tmp_
 
     out = export_lerobot(store, tmp_path / "lr", **LOSSLESS)
     # Strip everything robot_rl adds, leaving a plain LeRobot v3 dataset.
-    ep_file = out / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
-    episodes = pq.read_table(ep_file)
-    pq.write_table(episodes.drop([c for c in episodes.column_names if c.startswith("robot_rl/")]), ep_file)
+    shutil.rmtree(out / "meta" / "robot_rl")
     data_file = out / "data" / "chunk-000" / "file-000.parquet"
     data = pq.read_table(data_file)
-    extras = ["proposed_action", "is_demo", "next.terminated", "next.truncated", "is_intervention"]
+    extras = [
+        "proposed_action",
+        "is_demo",
+        "next.terminated",
+        "next.truncated",
+        "is_intervention",
+        "next.success",
+    ]
     data = data.drop(extras).append_column(
         "complementary_info.is_intervention", data.column("is_intervention")
     )
     pq.write_table(data, data_file)
     info = json.loads((out / "meta" / "info.json").read_text())
     del info["robot_rl"]
+    for name in extras:
+        del info["features"][name]
+    info["features"]["complementary_info.is_intervention"] = {"dtype": "bool", "shape": [1], "names": None}
     (out / "meta" / "info.json").write_text(json.dumps(info))
 
     back = import_lerobot(out, tmp_path / "back")
