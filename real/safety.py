@@ -134,7 +134,7 @@ class SafetyConfig:
     box_low: tuple[float, ...] | None = None  # m, world frame; None = no workspace box
     box_high: tuple[float, ...] | None = None
     ee_scale: float = 0.04  # m per normalized unit of the first three dims
-    max_tcp_age_s: float = 0.25  # with a box: an older tcp position holds (hold:tcp)
+    max_tcp_age_s: float = 0.25  # with a box: an older tcp position holds (hold:tcp); not in lockstep
     initial: tuple[float, ...] | None = None  # the first hold command; default all zeros
     lockstep: bool = False  # every command is its own control period (a sim stepping per command)
 
@@ -378,7 +378,8 @@ class SafetyFilter:
                 tcp is not None
                 and tcp.shape == (3,)
                 and bool(np.all(np.isfinite(tcp)))
-                and now - self._tcp_time <= self.cfg.max_tcp_age_s
+                # lockstep: the sim moves only on commands, so the last tcp is current however old
+                and (self.cfg.lockstep or now - self._tcp_time <= self.cfg.max_tcp_age_s)
             )
             if not usable:
                 return self._hold("tcp")

@@ -298,7 +298,7 @@ def _simulate(cfg, events):
             tcp is not None
             and tcp.shape == (3,)
             and bool(np.all(np.isfinite(tcp)))
-            and now - tcp_time <= cfg.max_tcp_age_s
+            and (cfg.lockstep or now - tcp_time <= cfg.max_tcp_age_s)
         )
         facts = dict(
             kind=kind, jump=jump, latched=latched, actions=actions, silent=silent, tcp=tcp, tcp_ok=tcp_ok
