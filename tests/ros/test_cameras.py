@@ -101,6 +101,9 @@ def test_no_image_no_action(tmp_path, pixel_bundle):
     launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
     args = [*_launch_args(pixel_bundle, "[]"), "lockstep_timeout_s:=0.2"]  # states keep coming
     with launched_graph(launch, args, tmp_path, "probe") as (proc, node):
+        # the sim bridge starts once the policy has loaded (its publisher appears); then watch 8 s
+        started = _probe(node, proc, 90, until=lambda s: len(s["state_stamps"]) >= 1)
+        assert started["state_stamps"], "the sim bridge never started an episode"
         seen = _probe(node, proc, 8)
         assert proc.poll() is None
     assert len(seen["state_stamps"]) >= 10 and not seen["images"]
