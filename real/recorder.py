@@ -24,6 +24,14 @@ ending at that observation and waits for the next ``start``; the service
 starts a new episode. Each episode is one atomic ``EpisodeStore.append``: killing the recorder loses
 at most the episode in progress. On a clean shutdown (Ctrl-C) the episode in progress is saved when
 ``save_on_shutdown`` is true.
+
+``format``: ``store`` (the default: the episode store above), ``mcap`` (a rosbag2 MCAP bag ``bag``
+instead) or ``both``. The bag holds every message the recorder receives, CDR-serialized with its ROS 2
+type and ``log_time`` = the time the callback got it (ns), in callback order, plus ``/joint_states``,
+``/robot_rl/tcp_position`` and ``/robot_rl/teleop/action`` for viewing, and
+``/robot_rl/recorder/event`` (String ``end_episode`` / ``discard``) when a service ends or drops an
+episode. The chunk in progress is finished and fsync'ed at every episode end, so a killed recorder
+leaves every finished episode readable (``robot-rl-bag import``, docs/data.md §5).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from robot_rl.core.optional import require
 
 require("rclpy", "the recorder node")
 
+from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Header, String  # noqa: E402
@@ -57,6 +66,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
 )
 
 SOURCES = ("robot", "sim_bridge")
+FORMATS = ("store", "mcap", "both")
 REWARD_SOURCES = ("auto", "sim", "classifier", "vlm", "human", "none")
 
 
@@ -87,15 +97,25 @@ class _Episode:
 
 
 class RecorderNode(Node):
-    """Parameters: store (required), source (robot | sim_bridge), control_hz (store fps), env_id,
-    state_topic, joint_names, reward_source (auto | sim | classifier | vlm | human | none),
-    min_steps, save_on_shutdown, compress."""
+    """Parameters: store (required unless format is mcap), format (store | mcap | both), bag (bag
+    folder to create; "" = rosbag2_<date-time> here), source (robot | sim_bridge), control_hz (store
+    fps), env_id, state_topic, joint_names, reward_source (auto | sim | classifier | vlm | human |
+    none), min_steps, save_on_shutdown, compress."""
 
     def __init__(self) -> None:
         super().__init__("robot_rl_recorder")
+        self.bag: Any = None
         root = declare(self, "store", str, "", "episode store folder (created when missing)")
-        if not root:
-            raise ConfigError("parameter 'store' is required (-p store:=<folder>)")
+        self.format = choice(
+            "format",
+            declare(self, "format", str, "store", "store | mcap (rosbag2 bag) | both"),
+            FORMATS,
+        )
+        bag_path = declare(
+            self, "bag", str, "", "rosbag2 bag folder to create (format mcap/both); '' = rosbag2_<date-time>"
+        )
+        if not root and self.format != "mcap":
+            raise ConfigError("parameter 'store' is required (-p store:=<folder>) unless format is mcap")
         self.source = choice(
             "source", declare(self, "source", str, "robot", "robot | sim_bridge (episode 'source')"), SOURCES
         )
@@ -120,12 +140,16 @@ class RecorderNode(Node):
         from robot_rl.core.errors import DataError
         from robot_rl.data.episode_store import EpisodeStore
 
-        try:
-            self.store = EpisodeStore(
-                root, create=True, fps=fps or None, env_id=env_id or None, compress=compress
-            )
-        except (DataError, OSError) as err:
-            raise ConfigError(f"cannot open episode store: {err}") from err
+        self.store: Any = None
+        if self.format != "mcap":
+            try:
+                self.store = EpisodeStore(
+                    root, create=True, fps=fps or None, env_id=env_id or None, compress=compress
+                )
+            except (DataError, OSError) as err:
+                raise ConfigError(f"cannot open episode store: {err}") from err
+        if self.format != "store":
+            self._open_bag(bag_path, fps, env_id, state_topic)
 
         self.task = ""
         self.intervention = False
@@ -143,21 +167,94 @@ class RecorderNode(Node):
         self.saved = self.discarded = 0
 
         qos = command_qos(50)  # reliable and deep: the recorder must not drop steps
-        self.create_subscription(Float32MultiArray, "/robot_rl/executed_action", self._on_executed, qos)
-        self.create_subscription(String, "/robot_rl/command_source", self._on_source, qos)
-        self.create_subscription(Float32MultiArray, "/robot_rl/action", self._on_proposed, qos)
-        self.create_subscription(Bool, "/robot_rl/intervention", self._on_intervention, qos)
-        self.create_subscription(JointState, state_topic, self._on_state, qos)
-        self.create_subscription(Float32, "/robot_rl/reward", self._on_reward, qos)
-        self.create_subscription(Bool, "/robot_rl/success", self._on_success, qos)
-        self.create_subscription(String, "/robot_rl/task", self._on_task, latched_qos())
-        self.create_subscription(Header, EPISODE_EVENT_TOPIC, self._on_event, latched_qos(10))
+        sub = self._subscribe
+        sub(Float32MultiArray, "/robot_rl/executed_action", self._on_executed, qos)
+        sub(String, "/robot_rl/command_source", self._on_source, qos)
+        sub(Float32MultiArray, "/robot_rl/action", self._on_proposed, qos)
+        sub(Bool, "/robot_rl/intervention", self._on_intervention, qos)
+        sub(JointState, state_topic, self._on_state, qos)
+        sub(Float32, "/robot_rl/reward", self._on_reward, qos)
+        sub(Bool, "/robot_rl/success", self._on_success, qos)
+        sub(String, "/robot_rl/task", self._on_task, latched_qos())
+        sub(Header, EPISODE_EVENT_TOPIC, self._on_event, latched_qos(10))
+        if self.bag is not None:  # for viewing the recording (Foxglove, ros2 bag play): the bag only
+            if state_topic != "/joint_states":
+                sub(JointState, "/joint_states", None, qos)
+            sub(PointStamped, "/robot_rl/tcp_position", None, qos)
+            sub(Float32MultiArray, "/robot_rl/teleop/action", None, qos)
         self.create_service(Trigger, "/robot_rl/recorder/end_episode", self._on_end_episode)
         self.create_service(Trigger, "/robot_rl/recorder/discard", self._on_discard)
+        where = [] if self.store is None else [f"{self.store.root} ({len(self.store)} episodes)"]
+        where += [] if self.bag is None else [f"bag {self.bag.path}"]
         self.get_logger().info(
-            f"recorder: {self.store.root} ({len(self.store)} episodes), source {self.source}, state from "
-            f"{state_topic}"
+            f"recorder: {', '.join(where)}, source {self.source}, state from {state_topic}"
         )
+
+    # --- the bag -------------------------------------------------------------------------------------
+    def _open_bag(self, path: str, fps: float, env_id: str, state_topic: str) -> None:
+        import json
+
+        from robot_rl.core.errors import DataError
+
+        try:
+            from rclpy.serialization import serialize_message
+
+            from robot_rl.data.rosbag import BagWriter
+        except ImportError as err:
+            raise ConfigError(f"format {self.format!r} needs the bag extra: {err}") from err
+        self._serialize = serialize_message
+        reward_source = self.reward_source
+        if reward_source == "auto":
+            reward_source = "sim" if self.source == "sim_bridge" else "none"
+        custom = {
+            "recorder": "robot_rl.real.recorder",
+            "source": self.source,
+            "reward_source": reward_source,
+            "state_topic": state_topic,
+            "joint_names": json.dumps(self.joint_names),
+        }
+        if fps:
+            custom["fps"] = repr(float(fps))
+        if env_id:
+            custom["env_id"] = env_id
+        path = path or time.strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
+        try:
+            self.bag = BagWriter(path, custom=custom)
+        except (DataError, OSError) as err:
+            raise ConfigError(f"parameter 'bag': cannot create {path}: {err}") from err
+
+    def _subscribe(self, msg_type: Any, topic: str, callback: Any, qos: Any) -> None:
+        """A subscription whose messages also go into the bag (first, with their receive time)."""
+        if self.bag is None:
+            self.create_subscription(msg_type, topic, callback, qos)
+            return
+        module = msg_type.__module__.split(".")[0]  # e.g. std_msgs.msg._string -> std_msgs
+        type_name = f"{module}/msg/{msg_type.__name__}"
+
+        def on_message(msg: Any, info: Any) -> None:
+            if not self.bag.closed:
+                # log_time = when the middleware received it (as rosbag2), not when this callback runs:
+                # a busy executor takes one message per topic per turn, so callback order can put an
+                # observation after the action that answered it
+                now = time.time_ns()
+                received = int(info.get("received_timestamp") or 0)
+                log_time = received if abs(received - now) < 10**10 else now
+                source = int(info.get("source_timestamp") or 0) or log_time
+                self.bag.write_raw(topic, type_name, self._serialize(msg), log_time, source)
+            if callback is not None:
+                callback(msg)
+
+        self.create_subscription(msg_type, topic, on_message, qos)
+
+    def _bag_event(self, event: str) -> None:
+        """A recorder boundary (end_episode / discard) into the bag; the chunk is then flushed."""
+        if self.bag is not None and not self.bag.closed:
+            self.bag.write_raw(
+                "/robot_rl/recorder/event",
+                "std_msgs/msg/String",
+                self._serialize(String(data=event)),
+                time.time_ns(),
+            )
 
     # --- inputs --------------------------------------------------------------------------------------
     def _on_executed(self, msg: Float32MultiArray) -> None:
@@ -252,6 +349,7 @@ class RecorderNode(Node):
             self.get_logger().warning(f"ignoring episode event {kind!r}")
 
     def _on_end_episode(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._bag_event("end_episode")
         index, message = self._finish("end_episode")
         response.success = index is not None
         response.message = message
@@ -261,6 +359,8 @@ class RecorderNode(Node):
         n = max(len(self.episode.obs) - 1, 0)
         self.episode = _Episode()
         self.discarded += 1
+        self._bag_event("discard")
+        self._flush_bag()
         response.success = True
         response.message = f"discarded {n} steps"
         self.get_logger().info(response.message)
@@ -269,6 +369,19 @@ class RecorderNode(Node):
     # --- output --------------------------------------------------------------------------------------
     def _finish(self, reason: str) -> tuple[int | None, str]:
         """Save the episode in progress (if long enough) and start an empty one; (index, message)."""
+        try:
+            return self._save(reason)
+        finally:
+            self._flush_bag()  # every finished episode is on disk in the bag, whatever happened to it
+
+    def _flush_bag(self) -> None:
+        if self.bag is not None and not self.bag.closed:
+            try:
+                self.bag.flush()
+            except OSError as err:
+                self.get_logger().error(f"bag flush failed: {err}")
+
+    def _save(self, reason: str) -> tuple[int | None, str]:
         episode, self.episode = self.episode, _Episode()
         while len(episode.obs) > 1 and episode.obs[1].executed is None:  # before the first command
             episode.obs.pop(0)
@@ -277,6 +390,10 @@ class RecorderNode(Node):
             return None, f"nothing saved: {len(steps)} steps < min_steps {self.min_steps}"
         from robot_rl.core.errors import DataError
 
+        if self.store is None:  # format mcap: the bag has it (the chunk is flushed by _finish)
+            message = f"episode of {len(steps)} steps in the bag ({reason})"
+            self.get_logger().info(message)
+            return None, message
         try:
             record = self._record(episode, reason)
             index = self.store.append(record)
@@ -344,9 +461,14 @@ class RecorderNode(Node):
         )
 
     def close(self) -> None:
-        """Called by run_node at shutdown: save the episode in progress when asked to."""
+        """Called by run_node at shutdown: save the episode in progress when asked to; close the bag
+        (an episode in progress that is not saved is marked discarded in it)."""
         if self.save_on_shutdown and not self.waiting_for_start:
             self._finish("shutdown")
+        elif not self.waiting_for_start:
+            self._bag_event("discard")
+        if self.bag is not None:
+            self.bag.close()
 
 
 def main() -> None:
