@@ -19,6 +19,7 @@ pytestmark = pytest.mark.unit
         ("robot-rl-bench", "usage: robot-rl-bench <benchmark>"),
         ("robot-rl-launch", "usage: robot-rl-launch"),
         ("robot-rl-reward-train", "usage: robot-rl-reward-train"),
+        ("robot-rl-bag", "usage: robot-rl-bag"),
     ],
 )
 def test_help(script, expected):
