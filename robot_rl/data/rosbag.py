@@ -235,11 +235,15 @@ class BagWriter:
         self._channels[topic] = (channel, msgtype)
         self._counts[topic] = 0
 
-    def write_raw(self, topic: str, msgtype: str, data: bytes, log_time: int) -> None:
-        """One serialized (CDR) message received at ``log_time`` (ns since the epoch)."""
+    def write_raw(
+        self, topic: str, msgtype: str, data: bytes, log_time: int, publish_time: int | None = None
+    ) -> None:
+        """One serialized (CDR) message received at ``log_time`` (ns since the epoch), published at
+        ``publish_time`` (default: ``log_time``)."""
         self.add_topic(topic, msgtype)
         channel, _ = self._channels[topic]
-        self._writer.add_message(channel, log_time=log_time, data=bytes(data), publish_time=log_time)
+        publish_time = log_time if publish_time is None else publish_time
+        self._writer.add_message(channel, log_time=log_time, data=bytes(data), publish_time=publish_time)
         self._counts[topic] += 1
         self._start = log_time if self._start is None else min(self._start, log_time)
         self._end = max(self._end, log_time)
@@ -358,7 +362,8 @@ class _StrictReader:
     def read(self, n: int = -1) -> bytes:
         data = self.f.read(n)
         if n is not None and n > 0 and len(data) < n:
-            raise _TruncatedError(f"file ends at byte {self.f.tell()} inside a record")
+            where = "inside a record" if data else "after its last complete record"
+            raise _TruncatedError(f"the file ends {where}, before the footer")
         return data
 
 
@@ -631,7 +636,12 @@ def _segment(
 
     for t, kind, payload in boundaries:
         if kind == "start":
-            i = by_stamp.get(payload, after(t - 1))
+            i = by_stamp.get(payload)
+            if i is None:  # its observation is not in the bag: the first one stamped after the event
+                later = np.flatnonzero(stamps >= payload)
+                i = int(later[0]) if later.size else n
+                if first is not None and i <= first:
+                    continue  # a (latched) start of the episode already in progress
             if first is not None and i > first:
                 close(i - 1, min(t, int(states.times[i])) if i < n else t, "reset")
             first = i if i < n else None
@@ -639,11 +649,12 @@ def _segment(
             if first is None:
                 continue  # waiting for a start already
             j = by_stamp.get(payload)
-            if j is None:  # its observation is not in the bag: the last one before the event, unless
-                # the event is older than the open episode (a latched end of an episode never seen)
-                if n and payload < int(stamps[first]):
+            if j is None:  # its observation is not in the bag: the last one stamped before the event,
+                # if the open episode has one (else a latched end of an episode never seen: ignored)
+                before = np.flatnonzero(stamps[first:] <= payload)
+                if not before.size:
                     continue
-                j = states.latest(t)
+                j = first + int(before[-1])
             if j >= first:
                 close(j, t, kind, terminated=kind == "terminated")
         elif kind in ("end", "discard"):
@@ -700,7 +711,7 @@ def bag_to_records(
     if EXECUTED_TOPIC not in by_topic:
         raise DataError(f"{contents.path}: no {EXECUTED_TOPIC} messages: no control ticks to import")
 
-    state_items, stamp_list = [], []
+    state_items, stamp_list, frames = [], [], []
     for m in by_topic[state_topic]:
         try:
             vec = _state_vector(m.msg, joint_names)
@@ -708,6 +719,7 @@ def bag_to_records(
             raise DataError(f"{contents.path}: {str(err).strip(chr(39) + chr(34))}") from err
         state_items.append((m.log_time, vec))
         stamp_list.append(_ns(m.msg.header.stamp))
+        frames.append(str(m.msg.header.frame_id))
     states = _Stream.of(state_items)
     stamps = np.array(stamp_list, dtype=np.int64)
     ticks = _Stream.of([(m.log_time, m.msg) for m in by_topic[EXECUTED_TOPIC]])
@@ -857,6 +869,9 @@ def bag_to_records(
                 "replaced_proposals": replaced,
             },
         }
+        start_frame = frames[ep.first]  # the sim bridge's first observation: episode_start:<reset seed>
+        if start_frame.startswith("episode_start:") and start_frame[len("episode_start:") :].isdigit():
+            fields["metadata"]["seed"] = int(start_frame[len("episode_start:") :])
         info = infos.get(int(stamps[ep.final]))
         if info is not None and info.get("length") == T:  # written by export_bag: the exact extras
             for name in ("is_demo", "terminated", "truncated"):
