@@ -587,11 +587,26 @@ class _Episode:
 
 
 def _state_vector(msg: Any, joint_names: Sequence[str]) -> np.ndarray:
+    """JointState ``position`` (or those of ``joint_names``, in order; KeyError names a missing one)."""
     if joint_names:
-        from robot_rl.real.conversions import joint_state_vector
-
-        return joint_state_vector(list(msg.name), list(msg.position), list(joint_names))
+        index = {n: i for i, n in enumerate(msg.name)}
+        missing = [n for n in joint_names if n not in index]
+        if missing:
+            raise KeyError(f"joints {missing} are not in the state messages (they have {list(msg.name)})")
+        return np.array([msg.position[index[n]] for n in joint_names], dtype=np.float64)
     return np.asarray(msg.position, dtype=np.float64)
+
+
+def _image(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image ``rgb8`` / ``bgr8`` (rows possibly padded) -> RGB uint8 ``[H, W, 3]``."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"image encoding {msg.encoding!r} is not supported (rgb8 or bgr8)")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if step < 3 * w or data.size != h * step:
+        raise ValueError(f"image of {h}x{w} with step {step} has {data.size} bytes")
+    image = data.reshape(h, step)[:, : 3 * w].reshape(h, w, 3)
+    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
 
 
 def is_teleop_label(label: str) -> bool:
@@ -839,10 +854,8 @@ def bag_to_records(
             if idx[0] < 0:
                 image_problem = f"no {cam!r} image before its first step"
                 break
-            from robot_rl.real.conversions import msg_to_image
-
             try:
-                obs[PIXELS_PREFIX + cam] = np.stack([msg_to_image(stream.values[i]) for i in idx])
+                obs[PIXELS_PREFIX + cam] = np.stack([_image(stream.values[i]) for i in idx])
             except ValueError as err:
                 image_problem = f"camera {cam!r}: {err}"
                 break

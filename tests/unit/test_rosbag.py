@@ -24,6 +24,7 @@ pytest.importorskip("mcap", reason="mcap not installed (pip install 'robot-rl[ba
 pytest.importorskip("mcap_ros2", reason="mcap-ros2-support not installed (pip install 'robot-rl[bag]')")
 pytest.importorskip("rosbags", reason="rosbags not installed (pip install 'robot-rl[bag]')")
 
+from robot_rl.core.errors import DataError  # noqa: E402
 from robot_rl.data.episode_store import EpisodeRecord, EpisodeStore  # noqa: E402
 from robot_rl.data.rosbag import (  # noqa: E402
     EPISODE_INFO_TOPIC,
@@ -147,6 +148,8 @@ def test_foreign_multirate_bag_resamples_to_the_control_ticks(tmp_path, storage)
     # the state topic default (/robot_rl/observation/state) falls back to /joint_states: all joints
     records, _ = bag_to_records(contents)
     np.testing.assert_array_equal(records[0].observations["state"][1], [102, 2, -2])
+    with pytest.raises(DataError, match=r"joints \['z'\] are not in the state messages"):
+        bag_to_records(contents, ImportOptions(joint_names=("a", "z")))
 
 
 # --- episode events and the recorder's markers -----------------------------------------------------
