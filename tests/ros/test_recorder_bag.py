@@ -31,7 +31,7 @@ TASK = "robot_rl/Lift-v0"
 # lockstep runs as fast as the nodes answer; the rate only sets the mux watchdog (1.5 periods = 300 ms
 # here), so a slow answer on a loaded machine does not turn into a hold
 HZ = 5.0
-N_ENDS = 4  # episode ends seen after the recorder is up
+N_ENDS = 5  # episode ends seen after the recorder is up (its subscriptions may match a bit later)
 
 
 def test_recorder_bag_survives_sigkill_matches_the_store_and_trains_a_base(tmp_path, monkeypatch):
@@ -106,14 +106,14 @@ def test_recorder_bag_survives_sigkill_matches_the_store_and_trains_a_base(tmp_p
             print((tmp_path / "recorder.log").read_text()[-2000:])
 
     store = EpisodeStore(store_path)  # the store beside the bag survives the kill too
-    assert len(store) >= N_ENDS - 1, len(store)
+    assert len(store) >= N_ENDS - 2, len(store)
     contents = read_bag(bag_path)
     records, report = bag_to_records(contents)
     print(report.line())
     assert not contents.complete and "before the footer" in contents.problem  # killed: no footer
     assert "unfinished last episode" in report.line()
     complete = [r for r in records if "seed" in r.metadata]  # started by a sim bridge reset
-    assert len(complete) >= N_ENDS - 1, report.line()
+    assert len(complete) >= N_ENDS - 2, report.line()
 
     # anchors: each episode starts at the sim bridge's reset observation (matched by stamp), so its
     # first state and task are the in-process reset's for that seed
@@ -140,7 +140,7 @@ def test_recorder_bag_survives_sigkill_matches_the_store_and_trains_a_base(tmp_p
     ]
     agree = sum(step in pairs for step in steps) / len(steps)
     print(f"{len(steps)} imported steps, {100 * agree:.1f} % paired as in the store")
-    assert agree >= 0.8
+    assert agree >= 0.6  # 81-98.5 % in five runs on 2 loaded cores (2026-12); an off-by-one pairing: ~0
 
     # train a base on the bag: demos.path accepts a bag folder
     run = tmp_path / "run"
