@@ -128,8 +128,54 @@ def stamp_from_s(t: float) -> Any:
 # --- main ------------------------------------------------------------------------------------------
 
 
+_POLL_S = 0.1  # how often the executor loop looks at the stop flag when no callback is ready
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM handling of :func:`run_node`, installed instead of rclpy's own handlers.
+
+    rclpy's handlers shut the context down at the first signal, under the executor: a message
+    already delivered but not yet taken is lost, the executor raises wherever it is, and after them
+    Python's default handler raises ``KeyboardInterrupt`` at any point of the teardown when a second
+    SIGINT comes (a terminal's Ctrl-C reaches every process of the group, a supervisor may send its
+    own): the recorder lost the episode it was saving in ``close()`` in 1 run of 3. Here:
+
+    - while the node is being built, a signal aborts it (``KeyboardInterrupt``: nothing to save yet);
+    - while it spins, the first SIGINT or SIGTERM only sets :attr:`received`; the executor loop sees
+      it between callbacks (at most :data:`_POLL_S` later) and stops spinning;
+    - from then on (drain, ``close()``, destruction) a SIGINT is ignored, and a SIGTERM, like any
+      second SIGTERM, ends the process at once: it is the supervisor's escalation (``ros2 launch``
+      and ``robot-rl-launch`` send it 5 s after the SIGINT).
+    """
+
+    def __init__(self) -> None:
+        import signal
+
+        self.received: list[int] = []
+        self.phase = "starting"  # starting | running | stopping
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        import os
+        import signal
+
+        first = not self.received
+        self.received.append(signum)
+        if signum == signal.SIGTERM and (self.phase == "stopping" or not first):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif self.phase == "starting" and first:
+            raise KeyboardInterrupt
+
+
 def run_node(name: str, factory: Callable[[], Any], threads: int = 0, argv: list[str] | None = None) -> None:
-    """Console-script body: init rclpy, build the node (exit 2 with one line on ConfigError), spin.
+    """Console-script body: init rclpy, build the node (exit 2 with one line on ConfigError), spin
+    until SIGINT / SIGTERM (or until the context is shut down), then tear the node down once:
+    process what it already received for ``shutdown_drain_s`` seconds if the node sets that attribute
+    (the recorder: the steps published before the Ctrl-C belong to its episode), call its
+    ``close()``, destroy it. Signals during the teardown cannot interrupt it (see
+    :class:`_StopSignals`); a node stops within :data:`_POLL_S` of the signal plus its teardown.
 
     ``threads=0`` (the default) spins a SingleThreadedExecutor: ready callbacks run in
     subscription-creation order, one at a time (the recorder relies on it to order messages that
@@ -139,28 +185,40 @@ def run_node(name: str, factory: Callable[[], Any], threads: int = 0, argv: list
     dropped policy actions in the command mux), so nodes whose callbacks share one group never use it.
     """
     require("rclpy", f"the {name} node")
+    import time
+
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     args = sys.argv if argv is None else argv
     if any(a in ("-h", "--help") for a in args[1:]) and "--ros-args" not in args:
         print(f"usage: {args[0]} --ros-args [-p name:=value ...] [-r from:=to ...]\n{factory.__doc__ or ''}")
         return
-    rclpy.init(args=args)
+    stop = _StopSignals()
     node = None
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
             node = factory()
         except ConfigError as err:
             print(f"[{name}] error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+        stop.phase = "running"
         threads = int(getattr(node, "executor_threads", threads))
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 0 else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not stop.received and rclpy.ok():
+            executor.spin_once(timeout_sec=_POLL_S)
+        stop.phase = "stopping"
+        drain_s = float(getattr(node, "shutdown_drain_s", 0.0))
+        t_end = time.monotonic() + drain_s
+        while rclpy.ok() and (left := t_end - time.monotonic()) > 0:
+            executor.spin_once(timeout_sec=left)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        stop.phase = "stopping"
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:

@@ -460,6 +460,10 @@ class RecorderNode(Node):
             },
         )
 
+    # run_node keeps taking what already arrived for this long after a Ctrl-C, before close(): the
+    # steps (and a start event) published before the signal belong to the episode saved on shutdown
+    shutdown_drain_s = 0.3
+
     def close(self) -> None:
         """Called by run_node at shutdown: save the episode in progress when asked to; close the bag
         (an episode in progress that is not saved is marked discarded in it)."""
