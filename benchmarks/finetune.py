@@ -19,7 +19,8 @@ Arms (each the full pipeline from the task's ``base_for_rl`` demonstrations, see
   the demos;
 - ``sb3_sac``: stable-baselines3 SAC from scratch (as in ``robot-rl-bench residual``).
 
-Every arm is evaluated every ``--eval-every`` env steps on seeds ``0 .. eval-episodes-1``;
+Every arm is evaluated every ``--eval-every`` env steps on the in-training evaluation seeds and at the
+end on the held-out seeds ``0 .. eval-episodes-1`` (``robot_rl.core.seeds``);
 ``finetuned_base`` is the base alone after EXPO/PA-RL (sampled without the critic). Ablations
 (first seed): ``expo/no_edit`` (best-of-N only), ``expo/standard_target`` (TD target from one base
 sample, no argmax), ``pa_rl/global_only`` (no local optimization),

@@ -5,8 +5,10 @@ stable-baselines3 SAC from scratch on the same sparse task and budget, and ablat
 [--arms residual,sb3_sac] [--ablations] [--set algo.utd=1 ...] [--threads N] [--out result.json]``
 
 Every arm sees the same task config (sparse reward, termination on success), the same env-step
-budget and is evaluated on the same fixed seeds (``0 .. eval-episodes-1``) every ``--eval-every``
-env steps with deterministic actions. ``residual`` runs the full pipeline (demos -> ``bc_chunk``
+budget and is evaluated with deterministic actions every ``--eval-every`` env steps on the same
+in-training evaluation seeds, and at the end on the held-out final-evaluation seeds ``0 ..
+eval-episodes-1`` (disjoint from every training, demo and in-training seed: ``robot_rl.core.seeds``).
+``residual`` runs the full pipeline (demos -> ``bc_chunk``
 base -> residual RL); its evaluation at env step 0 is the base. ``sb3_sac`` is SB3's SAC with its
 defaults (256x256, batch 256, learning_starts 100, UTD 1, automatic entropy) on the state vector.
 Ablations (one seed): ``no_layernorm``, ``no_demos`` (``prior_fraction=0``), ``no_critic_warmup``.
@@ -91,6 +93,7 @@ def run_sb3_sac(task: str, seed: int, env_steps: int, eval_every: int, episodes:
     from stable_baselines3.common.callbacks import BaseCallback
 
     import robot_rl  # noqa: F401
+    from robot_rl.core.seeds import evaluation_seeds, online_eval_seeds
     from robot_rl.envs import ENV_IDS
     from robot_rl.evaluation import evaluate
 
@@ -113,17 +116,17 @@ def run_sb3_sac(task: str, seed: int, env_steps: int, eval_every: int, episodes:
     class EvalCallback(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % eval_every == 0:
-                r = evaluate(Policy(self.model), make, list(range(episodes)))
+                r = evaluate(Policy(self.model), make, online_eval_seeds(episodes))
                 history.append({"env_step": self.num_timesteps, "success": r.success_rate})
             return True
 
     t0 = time.perf_counter()
     model = SAC("MlpPolicy", make(), seed=seed, device="cpu", verbose=0)
     history.append(
-        {"env_step": 0, "success": evaluate(Policy(model), make, list(range(episodes))).success_rate}
+        {"env_step": 0, "success": evaluate(Policy(model), make, online_eval_seeds(episodes)).success_rate}
     )
     model.learn(total_timesteps=env_steps, callback=EvalCallback())
-    final = evaluate(Policy(model), make, list(range(episodes))).success_rate
+    final = evaluate(Policy(model), make, evaluation_seeds(episodes)).success_rate
     return {
         "history": history,
         "final": final,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.core import seeds
 from robot_rl.core.link import ActorLink, LearnerLink, Outbox
 from robot_rl.core.logging import MetricLogger
 from robot_rl.core.replay import MixedSampler
@@ -208,7 +209,7 @@ def run_actor(cfg: Any) -> dict[str, Any]:
         has_weights = True
         next_tick = time.monotonic()
         while env_step < cfg.train.env_steps:
-            obs, _ = env.reset(seed=cfg.seed * 1_000_003 + 500_000 + episode)
+            obs, _ = env.reset(seed=seeds.actor_seed(cfg.seed, episode))
             steps: list[dict[str, Any]] = []
             ep_return, success, done, info = 0.0, False, False, {}
             while not done and env_step < cfg.train.env_steps:

@@ -22,6 +22,16 @@ DEVICES = ("auto", "cpu", "cuda")
 CAMERAS = ("front", "wrist")  # camera names of the built-in tasks and the robosuite adapter
 
 
+def check_seed_range(section: str, offset: int, n: int) -> None:
+    """``<section>.seed_offset + i`` for i < n must stay inside its seed stream (robot_rl.core.seeds)."""
+    from robot_rl.core.seeds import STREAM_SIZE
+
+    check(
+        offset >= 0 and offset + n <= STREAM_SIZE,
+        f"{section}.seed_offset={offset} with {n} episodes leaves its seed stream [0, {STREAM_SIZE})",
+    )
+
+
 def known_env_ids() -> tuple[str, ...]:
     return (*ENV_IDS.values(), *(f"robot_rl/robosuite-{t}-v0" for t in ROBOSUITE_TASKS))
 
@@ -87,10 +97,11 @@ class DemoConfig:
     expert_noise: float = 0.0  # std of Gaussian noise on the normalized expert action
     hesitation: float = 0.0  # per-step probability that the expert pauses
     keep_failures: bool = False
-    seed_offset: int = 10_000  # demo episodes use seeds seed_offset + i (disjoint from eval seeds)
+    seed_offset: int = 0  # demo attempt i resets with seeds.demo_seed(i, seed_offset) (robot_rl.core.seeds)
 
     def __post_init__(self) -> None:
         check_positive("demos.n_episodes", self.n_episodes)
+        check_seed_range("demos", self.seed_offset, self.n_episodes)
         check_positive("demos.expert_noise", self.expert_noise, allow_zero=True)
         check(0.0 <= self.hesitation < 1.0, f"demos.hesitation must be in [0, 1), got {self.hesitation}")
 
@@ -103,6 +114,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_positive("eval.n_episodes", self.n_episodes)
+        check_seed_range("eval", self.seed_offset, self.n_episodes)
         check_positive("eval.video_episodes", self.video_episodes, allow_zero=True)
 
 

@@ -34,6 +34,7 @@ import torch
 from robot_rl.algos import ALGOS
 from robot_rl.algos.bc import BC
 from robot_rl.config import DemoConfig, TaskConfig, TrainConfig
+from robot_rl.core import seeds
 from robot_rl.core.checkpoint import CheckpointManager
 from robot_rl.core.errors import ConfigError, DataError
 from robot_rl.core.logging import MetricLogger
@@ -96,8 +97,9 @@ def collect_episodes(
     env: gym.Env | None = None,
     cameras: Sequence[str] | None = None,
 ) -> dict[str, int]:
-    """Roll the scripted expert on seeds ``demos.seed_offset + i``; hand each kept episode to
-    ``on_episode(i, episode)`` (``i``: the attempt; failures are dropped unless ``demos.keep_failures``).
+    """Roll the scripted expert on the demo seeds ``seeds.demo_seed(i, demos.seed_offset)``; hand each
+    kept episode to ``on_episode(i, episode)`` (``i``: the attempt; failures are dropped unless
+    ``demos.keep_failures``).
 
     Episodes keep the images of ``cameras`` (``None``: every camera the env observes, i.e. those of
     ``task.cameras`` when ``task.obs_mode`` has pixels; ``()``: states only).
@@ -119,7 +121,7 @@ def collect_episodes(
         if missing:
             raise ConfigError(f"cameras {missing} are not observed (task.obs_mode={task.obs_mode!r})")
         for i in tqdm(range(demos.n_episodes), desc="demos", disable=None if progress else True, leave=False):
-            obs, info = env.reset(seed=demos.seed_offset + i)
+            obs, info = env.reset(seed=seeds.demo_seed(i, demos.seed_offset))
             states, actions, rewards, success, done = [], [], [], False, False
             frames: dict[str, list[np.ndarray]] = {cam: [] for cam in cameras}
             while not done:
@@ -298,7 +300,7 @@ class Trainer:
 
     def collect_demos(self) -> list[Episode]:
         """Episodes from ``demos.path`` (an episode store) or scripted-expert episodes on seeds
-        ``demos.seed_offset + i`` (see :func:`collect_episodes`)."""
+        ``seeds.demo_seed(i, demos.seed_offset)`` (see :func:`collect_episodes`)."""
         cameras = sorted(self.obs_spec.cameras)  # images only of the cameras the base policy sees
         if self.cfg.demos.path:
             path = self.cfg.demos.path
@@ -535,13 +537,21 @@ class Trainer:
             return False
         return True
 
-    def _evaluate(self, policy: Any, n_episodes: int, make: Any, video: bool = False) -> EvalResult:
+    def _evaluate(
+        self, policy: Any, n_episodes: int, make: Any, video: bool = False, online: bool = False
+    ) -> EvalResult:
+        """The final evaluation on the held-out seeds, or (``online``) an in-training one on its own
+        stream: no seed of either is ever a training or demo seed (robot_rl.core.seeds)."""
         cfg = self.cfg
-        seeds = [cfg.eval.seed_offset + i for i in range(n_episodes)]
+        reset_seeds = (
+            seeds.online_eval_seeds(n_episodes)
+            if online
+            else seeds.evaluation_seeds(n_episodes, cfg.eval.seed_offset)
+        )
         return evaluate(
             policy,
             make,
-            seeds,
+            reset_seeds,
             video_path=self.run_dir / "rollout.mp4" if video and cfg.eval.video_episodes > 0 else None,
             video_episodes=cfg.eval.video_episodes,
             progress=cfg.logger.progress,
@@ -593,7 +603,7 @@ class Trainer:
                 if until_env_step is not None and self.env_step >= until_env_step:
                     self.save_checkpoint()
                     return False
-                obs, _ = env.reset(seed=cfg.seed * 1_000_003 + self.episode)
+                obs, _ = env.reset(seed=seeds.train_seed(cfg.seed, self.episode))
                 ep_return, ep_success, done, episode_start = 0.0, False, False, self.env_step
                 bursts: list[list[tuple]] = []  # intervention steps of this episode, per burst
                 while not done:
@@ -812,7 +822,9 @@ class Trainer:
                 )
 
     def _online_eval(self, logger: MetricLogger) -> None:
-        result = self._evaluate(_AlgoPolicy(self.algo), self.cfg.train.eval_episodes, self._make_online_env)
+        result = self._evaluate(
+            _AlgoPolicy(self.algo), self.cfg.train.eval_episodes, self._make_online_env, online=True
+        )
         self.history.append(
             {"env_step": self.env_step, "success_rate": result.success_rate, "return": result.mean_return}
         )

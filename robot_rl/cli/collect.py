@@ -27,7 +27,7 @@ class CollectConfig:
     expert_noise: float = 0.0
     hesitation: float = 0.0
     keep_failures: bool = False
-    seed_offset: int = 10_000
+    seed_offset: int = 0  # attempt i resets with seeds.demo_seed(i, seed_offset) (robot_rl.core.seeds)
     out: str = ""  # output folder (default: <run dir>/demos)
     compress: bool = False  # zip-deflate episode files (worth it with pixels); fixed when a store is created
     run_dir: str = "."
@@ -41,6 +41,7 @@ class CollectConfig:
 def _run(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from robot_rl.core import seeds
     from robot_rl.data.demos import episode_to_record
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.trainer import collect_episodes
@@ -67,7 +68,7 @@ def _run(cfg: Any) -> None:
     }
 
     def save(attempt: int, episode: Any) -> None:
-        seed = ccfg.seed_offset + attempt
+        seed = seeds.demo_seed(attempt, ccfg.seed_offset)
         store.append(episode_to_record(episode, "scripted_expert", {**meta, "seed": seed}))
 
     stats = collect_episodes(ccfg.task, demos, progress=True, on_episode=save)

@@ -45,6 +45,7 @@ def _run(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     import robot_rl
+    from robot_rl.core.seeds import evaluation_seeds
     from robot_rl.evaluation import evaluate
 
     cfg.run_dir = HydraConfig.get().runtime.output_dir
@@ -72,7 +73,7 @@ def _run(cfg: Any) -> None:
         raise UserError(
             f"bundle {ecfg.bundle} expects a state of size {expected}, task {ecfg.task.env_id} gives {found}"
         )
-    seeds = [ecfg.seed_offset + i for i in range(ecfg.n_episodes)]
+    seeds = evaluation_seeds(ecfg.n_episodes, ecfg.seed_offset)
     result = evaluate(
         policy,
         make_env,

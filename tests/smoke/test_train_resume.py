@@ -195,7 +195,7 @@ def test_collect_cli_writes_a_store_the_trainer_reads(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     store = EpisodeStore(tmp_path / "demos")
     assert len(store) == 3 and store[0].source == "scripted_expert" and store[0].is_demo.all()
-    assert store[0].metadata["seed"] == 10_000
+    assert store[0].metadata["seed"] == 2_000_000  # the demo stream of robot_rl.core.seeds
     trainer = Trainer(make_train_config(tmp_path / "t", **{"demos.path": str(tmp_path / "demos")}))
     demos = trainer.collect_demos()
     assert len(demos) == 3
