@@ -77,8 +77,9 @@ def write_report(
         f"{cfg.demos.n_episodes} scripted demos (expert noise {cfg.demos.expert_noise}), "
         f"{cfg.train.env_steps if cfg.algo.name != 'bc' else 0} online env steps.",
         "",
-        f"Evaluation on the fixed seeds {cfg.eval.seed_offset}.."
-        f"{cfg.eval.seed_offset + cfg.eval.n_episodes - 1}:",
+        f"Evaluation on the held-out seeds {cfg.eval.seed_offset}.."
+        f"{cfg.eval.seed_offset + cfg.eval.n_episodes - 1} (never a training, demo or in-training "
+        "evaluation start state: robot_rl.core.seeds):",
         "",
         "| policy | success | 95 % CI | mean return | mean length |",
         "|---|---|---|---|---|",
@@ -97,7 +98,7 @@ def write_report(
     if history:
         lines += [
             "",
-            "Success during training (evaluation every "
+            "Success during training (on the in-training evaluation seeds, every "
             f"{cfg.train.eval_every} env steps, {cfg.train.eval_episodes} episodes):",
             "",
             "| env steps | success |",
