@@ -1,13 +1,13 @@
 """Stopping a launched ROS graph: does the recorder keep the episode in progress when a Ctrl-C reaches
 the whole process group, as a terminal's Ctrl-C does?
 
-``robot-rl-bench ros_shutdown [--runs 10] [--hz 50] [--task lift] [--min-obs 10]``
+``robot-rl-bench ros_shutdown [--runs 10] [--hz 50] [--task lift] [--min-obs 10] [--real-time]``
 
-Each run starts ``robot-rl-launch launch/record_sim.launch.yaml`` (lockstep, ``auto_reset:=true``, an
-untrained ``bc_chunk`` bundle: its episodes run to the horizon) in a session of its own on a random
-ROS domain. A probe node in this process waits until an episode has ``--min-obs`` observations, then
-sends SIGINT to the launch's whole process group (``os.killpg``), as a terminal does on Ctrl-C. A run
-*keeps* the episode when
+Each run starts ``robot-rl-launch launch/record_sim.launch.yaml`` (lockstep, or real time at ``--hz``
+with ``--real-time``; ``auto_reset:=true``; an untrained ``bc_chunk`` bundle: its episodes run to the
+horizon) in a session of its own on a random ROS domain. A probe node in this process waits until an
+episode has ``--min-obs`` observations, then sends SIGINT to the launch's whole process group
+(``os.killpg``), as a terminal does on Ctrl-C. A run *keeps* the episode when
 
 - the launch exits by itself within ``--exit-timeout`` seconds (no SIGKILL from this script),
 - every episode in the store is complete (readable, ``observations`` one longer than ``actions``,
@@ -16,7 +16,9 @@ sends SIGINT to the launch's whole process group (``os.killpg``), as a terminal 
   sim bridge announced with the last ``start`` event the probe saw before the signal; the probe
   counts from the first episode that starts once the recorder's services are up).
 
-Prints one line per run and ``recorder episodes kept after group Ctrl-C: k of n``.
+Prints one line per run and ``recorder episodes kept after group Ctrl-C: k of n``. A run that keeps
+the recorder's episode in progress but not the graph's (in lockstep the graph can run ahead of the
+recorder on a loaded machine: its episode in progress is then an older one) says so in its line.
 """
 
 from __future__ import annotations
@@ -92,9 +94,11 @@ def interrupt_trial(
     exit_timeout: float = 30.0,
     sig: int = signal.SIGINT,
     group: bool = True,
+    lockstep: bool = True,
 ) -> dict[str, Any]:
     """One run (see the module docstring): ``sig`` goes to the launch's whole process group, or with
-    ``group=False`` to robot-rl-launch alone; returns ``{"kept": bool, "why": str, ...}``."""
+    ``group=False`` to robot-rl-launch alone; ``lockstep=False`` runs the graph in real time at ``hz``.
+    Returns ``{"kept": bool, "why": str, ...}``."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
@@ -111,7 +115,7 @@ def interrupt_trial(
         f"store:={store_path}",
         f"task:={task}",
         f"control_hz:={hz}",
-        "lockstep:=true",
+        f"lockstep:={str(lockstep).lower()}",
         "auto_reset:=true",
     ]
     log_path = workdir / "launch.log"
@@ -165,6 +169,13 @@ def interrupt_trial(
         found = [ep for ep in episodes if ep.metadata["obs_stamps"][0] >= in_progress - 1e-6]
         if problems:
             result["why"] = "; ".join(problems)
+        elif not found and episodes and episodes[-1].metadata["end_reason"] == "shutdown":
+            last = episodes[-1]
+            result["why"] = (
+                f"the recorder was behind the graph: the episode it saved on shutdown ({last.length} "
+                f"steps) started {in_progress - last.metadata['obs_stamps'][0]:.2f} s before the one "
+                f"in progress"
+            )
         elif not found:
             result["why"] = f"the episode in progress ({seen}+ observations) is not in the store"
         else:
@@ -187,7 +198,12 @@ def run(argv: list[str] | None = None) -> int:
     p.add_argument("--task", default="lift", choices=sorted(TASKS))
     p.add_argument("--min-obs", type=int, default=10, help="observations of the episode before Ctrl-C")
     p.add_argument("--exit-timeout", type=float, default=30.0)
-    p.add_argument("--verbose", action="store_true", help="print the launch log of runs that lost data")
+    p.add_argument("--real-time", action="store_true", help="the graph in real time at --hz, not lockstep")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the launch log of runs that lost data or were slow to stop",
+    )
     a = p.parse_args(argv)
     try:
         import rclpy  # noqa: F401
@@ -203,12 +219,18 @@ def run(argv: list[str] | None = None) -> int:
         bundle = make_default_bundle(Path(tmp) / "bundle", "bc_chunk", TASKS[a.task], a.hz)
         for i in range(a.runs):
             r = interrupt_trial(
-                Path(tmp) / f"run{i}", bundle, TASKS[a.task], a.hz, a.min_obs, exit_timeout=a.exit_timeout
+                Path(tmp) / f"run{i}",
+                bundle,
+                TASKS[a.task],
+                a.hz,
+                a.min_obs,
+                exit_timeout=a.exit_timeout,
+                lockstep=not a.real_time,
             )
             kept += r["kept"]
             log = r.pop("log_tail")
             print(f"run {i + 1}: " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
-            if a.verbose and not r["kept"]:
+            if a.verbose and (not r["kept"] or r.get("exit_s", 0) > 3.0):
                 print(log, flush=True)
     print(f"recorder episodes kept after group Ctrl-C: {kept} of {a.runs}")
     return 0 if kept == a.runs else 1

@@ -143,9 +143,9 @@ class _StopSignals:
     - while the node is being built, a signal aborts it (``KeyboardInterrupt``: nothing to save yet);
     - while it spins, the first SIGINT or SIGTERM only sets :attr:`received`; the executor loop sees
       it between callbacks (at most :data:`_POLL_S` later) and stops spinning;
-    - from then on (drain, ``close()``, destruction) a SIGINT is ignored, and a SIGTERM, like any
-      second SIGTERM, ends the process at once: it is the supervisor's escalation (``ros2 launch``
-      and ``robot-rl-launch`` send it 5 s after the SIGINT).
+    - from then on (drain, ``close()``, destruction, interpreter exit) a SIGINT is ignored, and a
+      SIGTERM, like any second SIGTERM, ends the process at once: it is the supervisor's escalation
+      (``ros2 launch`` and ``robot-rl-launch`` send it 5 s after the SIGINT).
     """
 
     def __init__(self) -> None:
@@ -167,6 +167,15 @@ class _StopSignals:
             os.kill(os.getpid(), signal.SIGTERM)
         elif self.phase == "starting" and first:
             raise KeyboardInterrupt
+
+    def stopping(self) -> None:
+        """From here on the kernel applies the rules (ignore SIGINT, die on SIGTERM), so they hold
+        even while the interpreter is inside a long C call (DDS teardown) and cannot run a handler."""
+        import signal
+
+        self.phase = "stopping"
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_node(name: str, factory: Callable[[], Any], threads: int = 0, argv: list[str] | None = None) -> None:
@@ -210,7 +219,7 @@ def run_node(name: str, factory: Callable[[], Any], threads: int = 0, argv: list
         executor.add_node(node)
         while not stop.received and rclpy.ok():
             executor.spin_once(timeout_sec=_POLL_S)
-        stop.phase = "stopping"
+        stop.stopping()
         drain_s = float(getattr(node, "shutdown_drain_s", 0.0))
         t_end = time.monotonic() + drain_s
         while rclpy.ok() and (left := t_end - time.monotonic()) > 0:
@@ -218,7 +227,7 @@ def run_node(name: str, factory: Callable[[], Any], threads: int = 0, argv: list
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        stop.phase = "stopping"
+        stop.stopping()
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:

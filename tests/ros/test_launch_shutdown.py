@@ -42,7 +42,9 @@ def bundle(tmp_path_factory):
 def test_stopping_the_launch_keeps_the_episode_in_progress(bundle, tmp_path, sig, group):
     from robot_rl.benchmarks.ros_shutdown import interrupt_trial
 
-    r = interrupt_trial(tmp_path, bundle, hz=HZ, sig=sig, group=group)
+    # real time at 50 Hz: in lockstep the graph can outrun the recorder on 2 loaded cores (1 run in
+    # ~30 of robot-rl-bench ros_shutdown), and the episode the recorder saves is then an older one
+    r = interrupt_trial(tmp_path, bundle, hz=HZ, sig=sig, group=group, lockstep=False)
     log = r.pop("log_tail")
     print(r)
     assert r["kept"], f"{r}\n{log}"
