@@ -136,7 +136,10 @@ def _yaml_rules(text: str, where: str) -> Any:
     except yaml.YAMLError as err:
         raise LaunchError(f"{where}: {text!r} is not valid YAML: {str(err).splitlines()[0]}") from err
     if not _is_valid_value(value):
-        raise LaunchError(f"{where}: {text!r} reads as {value!r}, not a scalar or a uniform list")
+        hint = ""
+        if isinstance(value, list) and {type(x) for x in value} == {int, float}:
+            hint = " (write every number of a list of doubles with a decimal point: 0.0, not 0)"
+        raise LaunchError(f"{where}: {text!r} reads as {value!r}, not a scalar or a uniform list{hint}")
     return value
 
 
