@@ -64,6 +64,7 @@ from robot_rl.real.node_utils import (  # noqa: E402
     run_node,
     stamp_to_s,
 )
+from robot_rl.real.safety import label_source  # noqa: E402
 
 SOURCES = ("robot", "sim_bridge")
 FORMATS = ("store", "mcap", "both")
@@ -423,7 +424,10 @@ class RecorderNode(Node):
             proposed.append(p)
         labels = [o.executed.label for o in steps]  # type: ignore[union-attr]
         is_intervention = np.array(
-            [lab == "teleop" if lab is not None else o.intervention_flag for lab, o in zip(labels, steps)]
+            [
+                label_source(lab) == "teleop" if lab is not None else o.intervention_flag
+                for lab, o in zip(labels, steps)
+            ]
         )
         rewards = np.array([0.0 if o.reward is None else o.reward for o in steps], dtype=np.float32)
         missing_rewards = sum(o.reward is None for o in steps)
