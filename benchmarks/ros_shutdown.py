@@ -5,7 +5,7 @@ the whole process group, as a terminal's Ctrl-C does?
 
 Each run starts ``robot-rl-launch launch/record_sim.launch.yaml`` (lockstep, or real time at ``--hz``
 with ``--real-time``; ``auto_reset:=true``; an untrained ``bc_chunk`` bundle: its episodes run to the
-horizon) in a session of its own on a random ROS domain. A probe node in this process waits until an
+horizon) in a session of its own on a reserved ROS domain. A probe node in this process waits until an
 episode has ``--min-obs`` observations, then sends SIGINT to the launch's whole process group
 (``os.killpg``), as a terminal does on Ctrl-C. A run *keeps* the episode when
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from robot_rl.real.graph import DomainLock
 
 TASKS = {"lift": "robot_rl/Lift-v0", "peg_insert": "robot_rl/PegInsert-v0", "push": "robot_rl/Push-v0"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,8 @@ def interrupt_trial(
 
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = workdir / "store"
-    domain = random.randint(100, 200)
+    domain_lock = DomainLock()  # released in the finally below
+    domain = domain_lock.domain
     args = [
         f"bundle:={bundle}",
         f"store:={store_path}",
@@ -189,6 +191,7 @@ def interrupt_trial(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         result["log_tail"] = log_path.read_text()[-3000:]
+        domain_lock.release()  # the graph is gone: the domain is free again
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ mux publishes one last hold (``hold:shutdown``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -215,10 +216,9 @@ class CommandMuxNode(Node):
             if self.closed:
                 return
             self.closed = True
-            try:
+            # the context may already be shut down (an external shutdown): then there is nothing to publish on
+            with contextlib.suppress(Exception):
                 self._publish(self.filter.shutdown())
-            except Exception:  # the context may already be shut down (a signal): nothing to publish on
-                pass
 
     # --- output --------------------------------------------------------------------------------------
     def _publish(self, out: SafetyOutput | None) -> None:

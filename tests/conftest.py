@@ -43,3 +43,31 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def ros_domain():
+    """A ROS domain id (1-101) that no other process of this host uses while the test runs."""
+    from robot_rl.real.graph import reserved_domain
+
+    with reserved_domain() as domain:
+        yield domain
+
+
+def reserve_tcp_port() -> int:
+    """A free TCP port in 20000-32767 (below Linux's ephemeral range, so the kernel never hands it to
+    an outgoing connection), drawn from the OS's entropy, not the ``random`` module that Trainer runs
+    re-seed; checked free by binding it."""
+    import random
+    import socket
+
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port in 20000-32767")

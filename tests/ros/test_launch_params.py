@@ -129,14 +129,14 @@ EXPECTED = {
 }
 
 
-def test_a_node_started_by_robot_rl_launch_gets_launch_ros_types(tmp_path):
+def test_a_node_started_by_robot_rl_launch_gets_launch_ros_types(tmp_path, ros_domain):
     out = tmp_path / "values.json"
     exe = tmp_path / "typed-probe"
     exe.write_text(f"#!{sys.executable}\n" + FAKE_NODE.format(names=sorted(EXPECTED), out=str(out)))
     exe.chmod(0o755)
     file = tmp_path / "typed.launch.yaml"
     file.write_text(LAUNCH)
-    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", ROS_DOMAIN_ID="231")
+    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", ROS_DOMAIN_ID=str(ros_domain))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     run = subprocess.run(
         [sys.executable, "-m", "robot_rl.cli.launch", str(file), "n:=7"],

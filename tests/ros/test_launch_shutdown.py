@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 from pathlib import Path
@@ -65,7 +64,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_sigkill_of_the_launcher_stops_every_node(bundle, tmp_path):
+def test_sigkill_of_the_launcher_stops_every_node(bundle, tmp_path, ros_domain):
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32MultiArray, Header
@@ -73,7 +72,7 @@ def test_sigkill_of_the_launcher_stops_every_node(bundle, tmp_path):
     from robot_rl.benchmarks.ros_shutdown import start_launch, store_problems
     from robot_rl.real.node_utils import EPISODE_EVENT_TOPIC, command_qos, latched_qos, stamp_to_s
 
-    domain = random.randint(100, 200)
+    domain = ros_domain
     store = tmp_path / "store"
     # real time: the mux publishes an executed action (or a hold) every control period
     args = [f"bundle:={bundle}", f"store:={store}", f"control_hz:={HZ}"]

@@ -34,23 +34,19 @@ HZ = 5.0
 N_ENDS = 5  # episode ends seen after the recorder is up (its subscriptions may match a bit later)
 
 
-def test_recorder_bag_survives_sigkill_matches_the_store_and_trains_a_base(tmp_path, monkeypatch):
-    import random
+def test_recorder_bag_survives_sigkill_matches_the_store_and_trains_a_base(tmp_path):
 
     from std_msgs.msg import Header
     from std_srvs.srv import Trigger
 
     import robot_rl
-    import robot_rl.real.graph as graph
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.data.rosbag import bag_to_records, read_bag
     from robot_rl.real.graph import launched_graph
     from tests.ros.bundles import make_bundle
 
-    # a domain outside the 100-200 the other graph tests and benchmarks draw from: a second sim bridge
-    # on the same domain (another test running at the same time) would mix two rollouts in the bag
-    rng = random.Random()
-    monkeypatch.setattr(graph.random, "randint", lambda _a, _b: rng.randint(201, 230))
+    # launched_graph reserves a domain no other process of this host uses: a second sim bridge on the
+    # same domain (another test running at the same time) would mix two rollouts in the bag
     bundle = make_bundle(tmp_path / "bundle", task=TASK, control_hz=HZ)
     store_path, bag_path = tmp_path / "store", tmp_path / "bag"
     args = [f"bundle:={bundle}", f"task:={TASK}", f"control_hz:={HZ}", "lockstep:=true", "auto_reset:=true"]

@@ -109,10 +109,9 @@ def test_reward_node_scores_episodes_in_the_background(tmp_path):
     assert all(r["parse_ok"] and r["model_id"] == "slow-judge" and r["latency_ms"] >= 0 for r in results)
 
 
-def test_reward_node_skips_an_episode_it_joined_mid_way():
+def test_reward_node_skips_an_episode_it_joined_mid_way(ros_domain):
     """Driven by hand (no graph): a clip whose first frame is 0.5 s after its start is not scored; a
     clip that starts at its start is, and its frames and instruction reach the model."""
-    import random
 
     import numpy as np
     from rclpy.parameter import Parameter
@@ -134,7 +133,7 @@ def test_reward_node_skips_an_episode_it_joined_mid_way():
         return msg
 
     judge = SlowJudge()
-    rclpy.init(domain_id=random.randint(100, 200))
+    rclpy.init(domain_id=ros_domain)
     try:
         node = RewardNode(model_override=judge, parameter_overrides=[Parameter("fps", value=10.0)])
         try:

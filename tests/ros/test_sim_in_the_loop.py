@@ -5,7 +5,6 @@ and releases, and that killing the policy (SIGKILL) makes the mux hold."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -159,19 +158,17 @@ def test_commands_reach_the_sim_estop_latches_and_kill_holds(graph):
         ),
     ],
 )
-def test_bad_parameters_fail_at_startup_with_one_line(script, params, message):
+def test_bad_parameters_fail_at_startup_with_one_line(script, params, message, ros_domain):
     exe = Path(sys.executable).parent / script
     args = [str(exe), "--ros-args"] + [x for p in params for x in ("-p", p)]
-    env = dict(
-        os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"
-    )
+    env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 2, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], out.stderr[-2000:]
 
 
-def test_policy_joint_names_missing_from_joint_states_fail_at_startup(tmp_path):
+def test_policy_joint_names_missing_from_joint_states_fail_at_startup(tmp_path, ros_domain):
     """A robot whose /joint_states lack a joint of ``joint_names``: the policy node stops while it
     configures (exit 2, one line), not at its first control step."""
     import threading
@@ -185,7 +182,7 @@ def test_policy_joint_names_missing_from_joint_states_fail_at_startup(tmp_path):
     state_dim = int(load_policy(bundle).bundle_meta["obs_spec"]["state_dim"])
     wanted = [f"joint_{i}" for i in range(state_dim)]
     have = [*wanted[:-1], "gripper_left"]  # the last wanted joint is missing
-    domain = random.randint(100, 200)
+    domain = ros_domain
     rclpy.init(domain_id=domain)
     node = rclpy.create_node("robot_rl_test_joint_states")
     pub = node.create_publisher(JointState, "/joint_states", 10)

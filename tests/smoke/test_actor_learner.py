@@ -5,7 +5,6 @@ once; the episodes it had not checkpointed are resent, and the counts say so."""
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import reserve_tcp_port
 
 pytestmark = pytest.mark.smoke
 
@@ -68,7 +69,7 @@ def _wait(pred, timeout: float, what: str) -> None:
 
 
 def test_learner_kill_and_restart_loses_no_transition(tmp_path):
-    port = random.randint(40000, 60000)
+    port = reserve_tcp_port()
     learner_dir, actor_dir = tmp_path / "learner", tmp_path / "actor"
     learner = _train(learner_dir, "learner", port)
     actor = _train(actor_dir, "actor", port)
