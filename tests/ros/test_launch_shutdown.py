@@ -141,8 +141,12 @@ def test_sigkill_of_the_launcher_stops_every_node(bundle, tmp_path, ros_domain):
     episodes, problems = store_problems(store)
     assert not problems, problems
     saved = [ep for ep in episodes if abs(ep.metadata["obs_stamps"][0] - in_progress) < 1e-6]
-    assert saved and saved[0].metadata["end_reason"] == "shutdown", (
-        [e.metadata for e in episodes],
+    assert saved, ([e.metadata for e in episodes], log[-3000:])
+    # the probe can lag the graph on a loaded machine: the episode it saw may have ended (truncated) just
+    # before the kill; then the next one was in progress, and the teardown saved that one
+    later = [ep for ep in episodes if ep.metadata["obs_stamps"][0] >= in_progress - 1e-6]
+    assert any(ep.metadata["end_reason"] == "shutdown" for ep in later), (
+        [e.metadata["end_reason"] for e in episodes],
         log[-3000:],
     )
     assert "Traceback" not in log, log[-3000:]
