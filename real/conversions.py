@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.data.rosbag import image_from_msg
+
 
 def scale_command(action: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Normalized action (Da,) -> physical command (Da,)."""
@@ -59,17 +61,8 @@ def image_to_msg(image: np.ndarray, msg: Any) -> Any:
     return msg
 
 
-def msg_to_image(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (``rgb8`` or ``bgr8``, rows possibly padded) -> RGB uint8 array (H, W, 3);
-    raises ValueError naming the problem for any other encoding or an inconsistent size."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"image encoding {msg.encoding!r} is not supported (rgb8 or bgr8)")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if step < 3 * w or data.size != h * step:
-        raise ValueError(f"image of {h}x{w} with step {step} has {data.size} bytes")
-    image = data.reshape(h, step)[:, : 3 * w].reshape(h, w, 3)
-    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
+# sensor_msgs/Image -> RGB array: one implementation, ROS-free, shared with the bag reader
+msg_to_image = image_from_msg
 
 
 OBS_STAMP_PREFIX = "obs_stamp:"

@@ -597,8 +597,10 @@ def _state_vector(msg: Any, joint_names: Sequence[str]) -> np.ndarray:
     return np.asarray(msg.position, dtype=np.float64)
 
 
-def _image(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image ``rgb8`` / ``bgr8`` (rows possibly padded) -> RGB uint8 ``[H, W, 3]``."""
+def image_from_msg(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image ``rgb8`` / ``bgr8`` (rows possibly padded) -> RGB uint8 ``[H, W, 3]``; raises
+    ValueError naming the problem for any other encoding or an inconsistent size. No rclpy needed (the
+    policy node uses it too, through ``robot_rl.real.conversions.msg_to_image``)."""
     if msg.encoding not in ("rgb8", "bgr8"):
         raise ValueError(f"image encoding {msg.encoding!r} is not supported (rgb8 or bgr8)")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
@@ -855,7 +857,7 @@ def bag_to_records(
                 image_problem = f"no {cam!r} image before its first step"
                 break
             try:
-                obs[PIXELS_PREFIX + cam] = np.stack([_image(stream.values[i]) for i in idx])
+                obs[PIXELS_PREFIX + cam] = np.stack([image_from_msg(stream.values[i]) for i in idx])
             except ValueError as err:
                 image_problem = f"camera {cam!r}: {err}"
                 break
