@@ -75,7 +75,8 @@ def test_sigkill_of_the_launcher_stops_every_node(bundle, tmp_path, ros_domain):
     domain = ros_domain
     store = tmp_path / "store"
     # real time: the mux publishes an executed action (or a hold) every control period
-    args = [f"bundle:={bundle}", f"store:={store}", f"control_hz:={HZ}"]
+    # auto_reset: an episode is always in progress, even when this probe lags the graph
+    args = [f"bundle:={bundle}", f"store:={store}", f"control_hz:={HZ}", "auto_reset:=true"]
     proc = start_launch(ROOT / "launch/record_sim.launch.yaml", args, tmp_path / "launch.log", domain)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)

@@ -107,7 +107,9 @@ def test_recorder_bag_survives_sigkill_matches_the_store_and_trains_a_base(tmp_p
     records, report = bag_to_records(contents)
     print(report.line())
     assert not contents.complete and "before the footer" in contents.problem  # killed: no footer
-    assert "unfinished last episode" in report.line()
+    # the truncation is reported; whether a partial episode is left depends on where the kill fell
+    # relative to the recorder's per-episode chunk flush (cuts inside an episode: tests/unit/test_rosbag.py)
+    assert "the bag is truncated" in report.line(), report.line()
     complete = [r for r in records if "seed" in r.metadata]  # started by a sim bridge reset
     assert len(complete) >= N_ENDS - 2, report.line()
 

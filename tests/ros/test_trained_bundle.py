@@ -189,40 +189,42 @@ def test_the_readme_command_lifts_the_cube_in_its_first_episode(tmp_path):
     it (real time, no auto-reset): the sim bridge waits for the policy, so the first episode (seed 0)
     is the policy's from its first step and ends in success, as the in-process rollout on seed 0 does.
     Before the bridge waited, the ~5 s the policy took to load used up Lift's 5 s horizon."""
-    from sensor_msgs.msg import JointState
+    from rosgraph_msgs.msg import Clock
     from std_msgs.msg import Header, String
 
     from robot_rl.real.graph import launched_graph
-    from robot_rl.real.node_utils import latched_qos
+    from robot_rl.real.node_utils import latched_qos, stamp_to_s
 
     bundle = _train_lift_bundle(tmp_path / "run")
     success, steps = _in_process_rollout(bundle, seed=0)
     assert success, f"the test bundle fails seed 0 in-process ({steps} steps): retrain it"
     launch = ROOT / "launch/sim_in_the_loop.launch.yaml"
     with launched_graph(launch, [f"bundle:={bundle}"], tmp_path, "robot_rl_test_probe") as (proc, node):
-        events: list[str] = []
+        # without auto-reset the first episode is the only one: its end event is the last one published
+        # (transient local, so a probe that joins late still gets it), and /clock (sim time = steps x
+        # period, counted from the first step) says how many steps it took
+        ends: list[str] = []
+        clock: list[float] = []
         sources: list[str] = []
-        observations = []  # observations published while the first episode runs (the start one included)
         node.create_subscription(
-            JointState,
-            "/robot_rl/observation/state",
-            lambda m: observations.append(1) if len(events) == 1 else None,
-            PROBE_DEPTH,
+            Header,
+            "/robot_rl/episode_event",
+            lambda m: ends.append(m.frame_id) if m.frame_id != "start" else None,
+            latched_qos(10),
         )
-        node.create_subscription(
-            Header, "/robot_rl/episode_event", lambda m: events.append(m.frame_id), latched_qos(10)
-        )
+        node.create_subscription(Clock, "/clock", lambda m: clock.append(stamp_to_s(m.clock)), 100)
         node.create_subscription(String, "/robot_rl/command_source", lambda m: sources.append(m.data), 1000)
         t_end = time.monotonic() + 90
-        while time.monotonic() < t_end and proc.poll() is None and len(events) < 2:
+        while time.monotonic() < t_end and proc.poll() is None and not ends:
             rclpy.spin_once(node, timeout_sec=0.01)
+        n_clock = len(clock)
+        while time.monotonic() < t_end and proc.poll() is None and len(clock) <= n_clock:
+            rclpy.spin_once(node, timeout_sec=0.01)  # a /clock published after the end
         assert proc.poll() is None, "the graph stopped"
-    print(
-        f"first episode: events {events}, {len(observations) - 1} steps; in-process seed 0: success "
-        f"after {steps} steps"
-    )
-    assert events[:2] == ["start", "terminated"], f"the first episode did not lift the cube: {events}"
+    graph_steps = round(clock[-1] * 20.0) if clock else None
+    print(f"first episode: {ends}, {graph_steps} steps; in-process seed 0: success after {steps} steps")
+    assert ends[:1] == ["terminated"], f"the first episode did not lift the cube: {ends}"
     assert "policy" in sources
     # the policy was in control from the start: about the in-process number of steps (real time adds a
     # step or two of latency), not dozens of neutral steps while the policy loaded
-    assert len(observations) - 1 <= steps + 5, (len(observations) - 1, steps)
+    assert graph_steps is not None and graph_steps <= steps + 5, (graph_steps, steps)
