@@ -846,6 +846,11 @@ def bag_to_records(
             else:
                 missing += 1
             obs_idx.append(states.latest(t))
+        # the episode starts at its own first observation (the sim bridge's reset one), even when the
+        # first executed action was logged before it arrived (lockstep delivery race): never a state of
+        # the episode before
+        if obs_idx:
+            obs_idx[0] = ep.first
         if any(a.shape != actions[0].shape for a in actions):
             report.skipped.append(f"episode ending at {ep.close} ns: actions of different lengths")
             continue
