@@ -190,7 +190,7 @@ def test_the_readme_command_lifts_the_cube_in_its_first_episode(tmp_path):
     is the policy's from its first step and ends in success, as the in-process rollout on seed 0 does.
     Before the bridge waited, the ~5 s the policy took to load used up Lift's 5 s horizon."""
     from rosgraph_msgs.msg import Clock
-    from std_msgs.msg import Header, String
+    from std_msgs.msg import Header
 
     from robot_rl.real.graph import launched_graph
     from robot_rl.real.node_utils import latched_qos, stamp_to_s
@@ -205,7 +205,6 @@ def test_the_readme_command_lifts_the_cube_in_its_first_episode(tmp_path):
         # period, counted from the first step) says how many steps it took
         ends: list[str] = []
         clock: list[float] = []
-        sources: list[str] = []
         node.create_subscription(
             Header,
             "/robot_rl/episode_event",
@@ -213,7 +212,6 @@ def test_the_readme_command_lifts_the_cube_in_its_first_episode(tmp_path):
             latched_qos(10),
         )
         node.create_subscription(Clock, "/clock", lambda m: clock.append(stamp_to_s(m.clock)), 100)
-        node.create_subscription(String, "/robot_rl/command_source", lambda m: sources.append(m.data), 1000)
         t_end = time.monotonic() + 90
         while time.monotonic() < t_end and proc.poll() is None and not ends:
             rclpy.spin_once(node, timeout_sec=0.01)
@@ -224,7 +222,7 @@ def test_the_readme_command_lifts_the_cube_in_its_first_episode(tmp_path):
     graph_steps = round(clock[-1] * 20.0) if clock else None
     print(f"first episode: {ends}, {graph_steps} steps; in-process seed 0: success after {steps} steps")
     assert ends[:1] == ["terminated"], f"the first episode did not lift the cube: {ends}"
-    assert "policy" in sources
-    # the policy was in control from the start: about the in-process number of steps (real time adds a
+    # the policy was in control from the start (only it lifts the cube; this probe may join too late to
+    # see its commands): about the in-process number of steps (real time adds a
     # step or two of latency), not dozens of neutral steps while the policy loaded
     assert graph_steps is not None and graph_steps <= steps + 5, (graph_steps, steps)
