@@ -1,7 +1,7 @@
 """Actor / learner split (``train.role=actor|learner``; docs/hil.md): the actor acts — on a robot, or
 in simulation with a teleop device — and streams finished episodes to the learner, which trains and
 sends acting weights back every ``train.weights_every`` updates (HIL-SERL's asynchronous design,
-ALGORITHMS §9(b)). The link (:mod:`robot_rl.core.link`) delivers every episode exactly once into the
+docs/hil.md). The link (:mod:`robot_rl.core.link`) delivers every episode exactly once into the
 learner's checkpointed state; the learner may die and restart (``resume=true``) while the actor keeps
 acting on its last weights.
 

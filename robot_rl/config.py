@@ -38,7 +38,7 @@ def known_env_ids() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """An environment and the knobs of its ``gymnasium.make`` call (ARCHITECTURE §3.1)."""
+    """An environment and the knobs of its ``gymnasium.make`` call (docs/sim.md)."""
 
     name: str = "lift"
     env_id: str = "robot_rl/Lift-v0"

@@ -1,4 +1,4 @@
-"""Policy bundles: a folder with everything needed to act (ARCHITECTURE §3.2).
+"""Policy bundles: a folder with everything needed to act (README, "Python API"; docs/policies.md).
 
 ::
 

@@ -1,6 +1,6 @@
 """PointReach: a point mass that must reach a goal in 3-D — a fast, MuJoCo-free test task.
 
-It obeys the same contract as the MuJoCo tasks (ARCHITECTURE §3.1): Dict observation with
+It obeys the same contract as the MuJoCo tasks (docs/sim.md): Dict observation with
 ``"state"``, normalized ``Box(-1, 1, (3,))`` action, ``info["is_success"]`` and ``info["task"]``,
 sparse or dense reward, a scripted expert with a noise knob. It exists so the training machinery
 (trainer, checkpoints, resume, bundles) is tested in seconds (the Brax "fast env" idea).

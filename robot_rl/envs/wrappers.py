@@ -1,7 +1,7 @@
 """Environment wrappers shared by algorithms.
 
-:class:`BaseActionWrapper` puts a frozen base policy *behind* the environment (ResFiT, ALGORITHMS.md
-§1(b), §11.2): every observation gains ``obs["base_action"]``, the base's next action for that
+:class:`BaseActionWrapper` puts a frozen base policy *behind* the environment (ResFiT, Ankile et al.
+2025; docs/rl.md): every observation gains ``obs["base_action"]``, the base's next action for that
 observation, so the residual actor sees ``(s, a_b)`` and the replay buffer stores ``a_b`` with
 ``s`` and ``a_b'`` with ``s'`` for free. The base's chunk queue is reset at every ``reset()`` —
 per environment — so chunks never leak across episodes (amazon-far/resfit issue #5).
@@ -39,7 +39,7 @@ class BaseActionWrapper(gym.ObservationWrapper):
 
 
 class InterventionWrapper(gym.Wrapper):
-    """Human-in-the-loop: a teleop device may replace the agent's action (HIL-SERL, ALGORITHMS §9).
+    """Human-in-the-loop: a teleop device may replace the agent's action (HIL-SERL; docs/hil.md).
 
     Each ``step(action)`` asks the device for a command; while it takes over, the environment executes
     the device's action instead. ``info`` gains ``executed_action`` (what the robot did: store this,

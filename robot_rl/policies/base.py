@@ -1,4 +1,4 @@
-"""The ``Policy`` protocol every base policy implements (ARCHITECTURE §3.2) and its config base.
+"""The ``Policy`` protocol every base policy implements (docs/policies.md) and its config base.
 
 Shapes: ``B`` batch, ``To`` observation history, ``Ta`` action chunk, ``Da`` action dim,
 ``N`` candidate samples.

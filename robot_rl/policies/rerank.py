@@ -1,5 +1,5 @@
 """``rerank``: a base policy whose samples are re-ranked by a critic — the deployable output of the
-policy-agnostic fine-tuning methods (``algo=expo``; ALGORITHMS.md §2, §3, §11.7).
+policy-agnostic fine-tuning methods (``algo=expo``: EXPO; PA-RL; docs/rl.md).
 
 ``act(obs)``: draw ``num_samples`` candidate actions from the base in one batched call
 (:func:`~robot_rl.core.candidates.propose`); optionally keep the ``top_k`` by the critic and move

@@ -1,5 +1,5 @@
 """``simulated``: a scripted "human" built on the task's expert — how HIL training is tested without a
-person (ALGORITHMS §9(h)).
+person (HIL-SERL, Luo et al. 2024; docs/hil.md).
 
 It takes over in bursts of ``burst_min``–``burst_max`` steps (uniform) when either
 - the policy made no progress for ``no_progress_steps`` steps: the task's progress signal (its shaped
